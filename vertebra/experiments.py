@@ -60,3 +60,78 @@ def get_scale(name: str) -> Scale:
         return SCALES[name]
     except KeyError:
         raise ValueError(f"unknown scale {name!r}; choose one of {sorted(SCALES)}") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# The rows of Table 2 (and the rows beyond the paper), as data.
+
+#: class variants of the direct U-Net (Table 2, "classes"); "+" merges the T12 rib into T12
+DIRECT_CLASSES = {
+    "L1": ("L1",),
+    "L1,T12": ("L1", "T12"),
+    "L1,T12+ribs": ("L1", "T12+rib"),
+    "L1,T12,ribs": ("L1", "T12", "rib"),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of Table 2: which notebook runs it, with which parameters, and the paper's numbers."""
+
+    run_id: str
+    notebook: str
+    method: str
+    classes: str
+    params: dict
+    paper: dict | None = None  # the paper's n_train, n_aug, dice_val, errors and accuracy (None beyond the paper)
+
+    def papermill_parameters(self, scale: str, seed: int = 0) -> dict:
+        return {**self.params, "scale": scale, "seed": seed, "run_id": self.run_id}
+
+
+def _direct(classes: str, n_train: int, n_aug: int, source: str, paper: tuple) -> Row:
+    slug = classes.lower().replace(",", "_").replace("+", "p")
+    keys = ("dice_val", "avg_err_test_mm", "med_err_test_mm", "l1_acc_test")
+    return Row(run_id=f"unet-{slug}-{source}-{n_train}", notebook="03_direct_l1", method="3D U-Net",
+               classes=classes,
+               params={"classes": classes, "n_train": n_train, "n_aug": n_aug, "label_source": source},
+               paper={"n_train": n_train, "n_aug": n_aug, **dict(zip(keys, paper))})
+
+
+DIRECT_ROWS: tuple[Row, ...] = (
+    _direct("L1", 22, 256, "hand", (0.60, 36.9, 24.5, 0.40)),
+    _direct("L1,T12,ribs", 22, 256, "hand", (0.62, 25.0, 12.5, 0.65)),
+    _direct("L1,T12+ribs", 22, 256, "hand", (0.70, 22.0, 15.9, 0.73)),
+    _direct("L1,T12", 28, 256, "hand", (0.50, 24.4, 18.1, 0.59)),
+    _direct("L1", 30, 256, "hand", (0.80, 25.8, 12.0, 0.60)),
+    _direct("L1", 38, 256, "hand", (0.80, 16.4, 9.0, 0.65)),
+    _direct("L1", 44, 256, "hand", (0.80, 14.3, 5.8, 0.70)),
+    _direct("L1", 189, 8, "pseudo", (0.70, 8.0, 3.0, 0.88)),
+    _direct("L1", 215, 8, "pseudo", (0.88, 21.0, 5.7, 0.77)),
+    _direct("L1", 249, 8, "pseudo", (0.71, 11.2, 4.5, 0.98)),
+)
+
+
+def _instance(run_id: str, paper: dict | None = None, **fixes) -> Row:
+    params = {"mode": "top-down", "empty_fraction": 0.3, "fix_combine_directions": False,
+              "fix_edge_patches": False, "fix_completeness_head": False, **fixes}
+    return Row(run_id=run_id, notebook="04_instance", method="Instance", classes="1 generic class",
+               params=params, paper=paper)
+
+
+INSTANCE_ROWS: tuple[Row, ...] = (
+    _instance("instance", paper={"n_train": 62, "n_aug": None, "dice_val": 0.85, "avg_err_test_mm": 65.3,
+                                 "med_err_test_mm": 35.5, "l1_acc_test": 0.30}),
+    _instance("instance-fix-combined", fix_combine_directions=True),
+    _instance("instance-fix-edge", fix_edge_patches=True),
+    _instance("instance-fix-completeness", fix_completeness_head=True),
+)
+
+ROWS: tuple[Row, ...] = DIRECT_ROWS + INSTANCE_ROWS
+
+
+def get_row(run_id: str) -> Row:
+    for row in ROWS:
+        if row.run_id == run_id:
+            return row
+    raise ValueError(f"unknown row {run_id!r}; known: {[r.run_id for r in ROWS]}")
