@@ -1,0 +1,40 @@
+import json
+import time
+
+import pytest
+
+from vertebra import results
+
+
+def test_update_table2_upserts_by_run_and_scale_in_row_order(tmp_path):
+    path = tmp_path / "table2.csv"
+    results.update_table2({"run_id": "unet-l1-hand-44", "scale": "quick", "l1_acc_test": 0.5}, path)
+    results.update_table2({"run_id": "unet-l1-hand-22", "scale": "quick", "l1_acc_test": 0.4}, path)
+    results.update_table2({"run_id": "unet-l1-hand-44", "scale": "quick", "l1_acc_test": 0.6}, path)
+    results.update_table2({"run_id": "unet-l1-hand-44", "scale": "smoke", "l1_acc_test": 0.1}, path)
+    rows = results.read_table2(path)
+    assert [(r["run_id"], r["scale"], r["l1_acc_test"]) for r in rows] == [
+        ("unet-l1-hand-22", "quick", "0.4"), ("unet-l1-hand-44", "quick", "0.6"),
+        ("unet-l1-hand-44", "smoke", "0.1")]
+
+
+def test_update_table2_rejects_unknown_columns(tmp_path):
+    with pytest.raises(ValueError, match="accuracy"):
+        results.update_table2({"run_id": "x", "scale": "quick", "accuracy": 1}, tmp_path / "t.csv")
+
+
+def test_json_writes_are_byte_stable_and_leave_no_temporary_files(tmp_path):
+    path = tmp_path / "m.json"
+    results.write_json_atomic(path, {"b": 1, "a": [1.5, 2]})
+    first = path.read_bytes()
+    results.write_json_atomic(path, {"a": [1.5, 2], "b": 1})
+    assert path.read_bytes() == first
+    assert json.loads(first) == {"a": [1.5, 2], "b": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_provenance_records_what_made_a_result():
+    prov = results.provenance(seed=3, params={"n_train": 22}, started=time.time() - 1.0)
+    assert prov["seed"] == 3 and prov["params"] == {"n_train": 22}
+    assert prov["wall_time_s"] >= 1.0 and prov["peak_memory_mb"] > 0
+    assert {"torch", "numpy", "python"} <= set(prov["packages"])
