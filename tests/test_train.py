@@ -1,0 +1,100 @@
+"""The shared training loop: exact resume, logs, checkpoints (tiny model, a few steps)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vertebra.train import TrainConfig, read_log_csv, step_seed, train
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, 4, 3, padding=1)
+        self.drop = torch.nn.Dropout3d(0.3)
+        self.head = torch.nn.Conv3d(4, 1, 1)
+
+    def forward(self, x):
+        return self.head(self.drop(torch.relu(self.conv(x))))
+
+
+def make_model():
+    torch.manual_seed(0)
+    return TinyNet()
+
+
+def sample_batch(step: int) -> dict:
+    g = torch.Generator().manual_seed(step_seed(7, step))
+    x = torch.randn(2, 1, 6, 6, 6, generator=g)
+    return {"image": x, "target": (x > 0.5).float()}
+
+
+def loss_fn(model, batch, step):
+    out = model(batch["image"])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(out, batch["target"])
+    return bce, {"bce": bce.item(), "lambda_n": step / 10}
+
+
+def validate(model):
+    b = sample_batch(10_000)
+    return {"dice_val": float(torch.sigmoid(model(b["image"])).mean())}
+
+
+CONFIG = TrainConfig(iterations=7, batch_size=2, learning_rate=1e-2, seed=3, checkpoint_every=2,
+                     validate_every=3)
+
+
+def test_stop_and_resume_is_bit_identical(tmp_path):
+    whole = make_model()
+    train(whole, sample_batch, loss_fn, CONFIG, tmp_path / "whole", validate=validate)
+
+    parts = make_model()
+    first = train(parts, sample_batch, loss_fn, CONFIG, tmp_path / "parts", validate=validate, stop_after=3)
+    assert first.steps_done == 3
+    resumed = make_model()  # a fresh process: weights come from the checkpoint only
+    second = train(resumed, sample_batch, loss_fn, CONFIG, tmp_path / "parts", validate=validate)
+    assert second.resumed_from_step == 3 and second.steps_done == 7
+    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    logs_whole = read_log_csv(tmp_path / "whole" / "train_log.csv")
+    logs_parts = read_log_csv(tmp_path / "parts" / "train_log.csv")
+    assert [r["loss"] for r in logs_whole] == [r["loss"] for r in logs_parts]
+
+
+def test_crash_resumes_from_last_checkpoint(tmp_path):
+    whole = make_model()
+    train(whole, sample_batch, loss_fn, CONFIG, tmp_path / "whole")
+
+    def crashing(step):
+        if step == 5:
+            raise RuntimeError("disk full")
+        return sample_batch(step)
+
+    with pytest.raises(RuntimeError):
+        train(make_model(), crashing, loss_fn, CONFIG, tmp_path / "crash")
+    resumed = make_model()
+    result = train(resumed, sample_batch, loss_fn, CONFIG, tmp_path / "crash")
+    assert result.resumed_from_step == 4
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_log_has_terms_validation_and_timing(tmp_path):
+    result = train(make_model(), sample_batch, loss_fn, CONFIG, tmp_path, validate=validate)
+    rows = read_log_csv(tmp_path / "train_log.csv")
+    assert [r["step"] for r in rows] == list(range(1, 8))
+    assert {"loss", "bce", "lambda_n", "wait_s", "seconds"} <= set(rows[0])
+    assert [r["step"] for r in rows if "dice_val" in r] == [3, 6, 7]
+    assert "dice_val" in result.last_validation
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_finished_run_is_not_retrained(tmp_path):
+    train(make_model(), sample_batch, loss_fn, CONFIG, tmp_path)
+    again = train(make_model(), sample_batch, loss_fn, CONFIG, tmp_path)
+    assert again.resumed_from_step == 7 and again.steps_done == 7
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError):
+        TrainConfig(iterations=-1, batch_size=1)
