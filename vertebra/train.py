@@ -18,8 +18,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -29,6 +27,8 @@ from typing import Callable
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from .results import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -173,18 +173,7 @@ def _torch_save_atomic(obj, path: Path) -> None:
     """torch.save to a temporary file beside ``path``, then rename it over ``path``."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    _write_bytes_atomic(buffer.getvalue(), path)
-
-
-def _write_bytes_atomic(data: bytes, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _write_log_csv(history: list[dict], path: Path) -> None:
@@ -200,7 +189,7 @@ def _write_log_csv(history: list[dict], path: Path) -> None:
     writer = csv.DictWriter(text, fieldnames=columns or ["step", "loss"], restval="")
     writer.writeheader()
     writer.writerows(history)
-    _write_bytes_atomic(text.getvalue().encode(), path)
+    write_bytes_atomic(path, text.getvalue().encode())
 
 
 def read_log_csv(path: str | Path) -> list[dict]:

@@ -1,0 +1,104 @@
+"""The instance U-Net of the iterative spine segmentation (§2.3, Fig. 1 right of the paper).
+
+Input: two channels, the image patch (HU clipped to −100..2000 and scaled to 0..1) and the *instance
+memory* (1 where a vertebra was already segmented, 0 elsewhere). Outputs:
+
+* ``segmentation``: logits (B, 1, D, H, W) of the next vertebra (one generic class);
+* ``level``: (B,) regressed level of that vertebra (L1 = 20, 0 for an empty patch), from a global-average
+  pooled bottleneck through a small fully connected head;
+* ``completeness`` (only when ``completeness_head=True``, fix (c)): (B,) logit that the vertebra lies
+  wholly inside the patch, Lessmann et al. 2019's third branch, which the paper left out.
+
+The encoder/decoder are the direct U-Net's blocks (`vertebra.models.unet`: conv → GroupNorm → dropout →
+leaky ReLU, four levels); patches must have edges divisible by 16 (paper 128³, quick 64³).
+
+>>> net = InstanceUNet(InstanceUNetConfig(features=4, completeness_head=True))
+>>> out = net(torch.zeros(2, 2, 32, 32, 32))
+>>> tuple(out["segmentation"].shape), tuple(out["level"].shape), tuple(out["completeness"].shape)
+((2, 1, 32, 32, 32), (2,), (2,))
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .unet import ConvBlock, Down, UpCat
+
+
+@dataclass(frozen=True)
+class InstanceUNetConfig:
+    """Architecture of the instance U-Net; defaults are the paper's (16 features, dropout 0.3, GN 16)."""
+
+    in_channels: int = 2  # image + instance memory
+    features: int = 16
+    dropout: float = 0.3
+    group_size: int = 16
+    negative_slope: float = 0.01
+    #: hidden units of the level (and completeness) head after global average pooling
+    head_hidden: int = 64
+    completeness_head: bool = False
+    #: added to the level output so that an untrained net starts near the middle of the spine
+    level_offset: float = 12.0
+
+    def __post_init__(self):
+        if self.features < 1 or not 0 <= self.dropout < 1 or self.in_channels != 2:
+            raise ValueError(f"bad features={self.features}, dropout={self.dropout} or "
+                             f"in_channels={self.in_channels} (must be 2: image + memory)")
+
+    @classmethod
+    def for_scale(cls, scale, completeness_head: bool = False) -> "InstanceUNetConfig":
+        """The preset of a `vertebra.experiments.Scale` (paper 16 features; quick 8; smoke 4)."""
+        return cls(features=scale.instance_features, completeness_head=completeness_head,
+                   head_hidden=max(16, 4 * scale.instance_features))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class PooledHead(nn.Sequential):
+    """Global average pool of the bottleneck → linear → leaky ReLU → linear → (B,)."""
+
+    def __init__(self, channels: int, hidden: int, slope: float):
+        super().__init__(nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(channels, hidden),
+                         nn.LeakyReLU(slope, inplace=True), nn.Linear(hidden, 1), nn.Flatten(0))
+
+
+class InstanceUNet(nn.Module):
+    """(B, 2, D, H, W) image + memory → {"segmentation", "level", ["completeness"]}."""
+
+    def __init__(self, config: InstanceUNetConfig = InstanceUNetConfig()):
+        super().__init__()
+        self.config = config
+        f = config.features
+        self.conv_0 = ConvBlock(config.in_channels, f, config)
+        self.down_1 = Down(f, 2 * f, config)
+        self.down_2 = Down(2 * f, 4 * f, config)
+        self.down_3 = Down(4 * f, 8 * f, config)
+        self.down_4 = Down(8 * f, 16 * f, config)
+        self.upcat_4 = UpCat(16 * f, 8 * f, 8 * f, config)
+        self.upcat_3 = UpCat(8 * f, 4 * f, 4 * f, config)
+        self.upcat_2 = UpCat(4 * f, 2 * f, 2 * f, config)
+        self.upcat_1 = UpCat(2 * f, f, f, config)
+        self.final_conv = nn.Conv3d(f, 1, 1)
+        self.level_head = PooledHead(16 * f, config.head_hidden, config.negative_slope)
+        self.completeness = (PooledHead(16 * f, config.head_hidden, config.negative_slope)
+                             if config.completeness_head else None)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        assert x.shape[1] == 2, f"expected 2 channels (image, memory), got {x.shape[1]}"
+        assert all(s % 16 == 0 for s in x.shape[2:]), f"patch {tuple(x.shape[2:])} not divisible by 16"
+        x0 = self.conv_0(x)  # (B, f, D, H, W)
+        x1 = self.down_1(x0)  # (B, 2f, D/2, ...)
+        x2 = self.down_2(x1)  # (B, 4f, D/4, ...)
+        x3 = self.down_3(x2)  # (B, 8f, D/8, ...)
+        x4 = self.down_4(x3)  # (B, 16f, D/16, ...): bottleneck, also feeds the heads
+        u3 = self.upcat_4(x4, x3)
+        u2 = self.upcat_3(u3, x2)
+        u1 = self.upcat_2(u2, x1)
+        u0 = self.upcat_1(u1, x0)
+        out = {"segmentation": self.final_conv(u0),  # (B, 1, D, H, W) logits
+               "level": self.level_head(x4) + self.config.level_offset}  # (B,)
+        out["completeness"] = self.completeness(x4) if self.completeness is not None else None
+        return out
