@@ -1,0 +1,141 @@
+"""Build the book (Jupyter Book 1) from the chapters in `book/` and a folder of executed notebooks.
+
+The book never executes a notebook: `vertebra.reproduce` does that and writes the executed copies;
+the build renders them as they are (`execute_notebooks: "off"` in `_config.yml`).
+
+The build works on a staged copy of the sources (`<out>/_build/source`): `_config.yml`, `_toc.yml`,
+the chapters of `book/`, and the executed notebooks of the chosen scale. A page the table of contents
+names but that has not been executed yet becomes a short placeholder saying how to run it, so the book
+builds at any stage with `-W -n --keep-going` (every Sphinx warning is an error). Tables that come
+from result files are written into the staged chapters where a marker comment stands:
+`<!-- vertebra:benchmarks -->` (results/benchmarks/*.json) and `<!-- vertebra:runs -->` (the run
+records of `vertebra reproduce`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXECUTED = "book/executed"
+
+
+def toc_files(toc_path: Path) -> list[str]:
+    """Every `file:` (and `root:`) entry of a Jupyter Book `_toc.yml`, in order."""
+    import yaml
+
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if key in node:
+                    found.append(str(node[key]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(yaml.safe_load(toc_path.read_text()))
+    return found
+
+
+def placeholder_page(name: str) -> str:
+    notebook, _, run_id = name.partition("-")
+    rows = run_id or notebook
+    return (f"# {name.replace('_', ' ')}\n\nThis page has not been executed at this scale yet. "
+            f"Run it with\n\n```bash\nvertebra reproduce --rows {rows}\n```\n\n"
+            f"and build the book again (`vertebra book`).\n")
+
+
+def _markdown_table(frame) -> str:
+    if frame is None or frame.empty:
+        return "*No results yet.*"
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.tolist()]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def runs_table(records_dir: Path):
+    """The run records of `vertebra reproduce` as a DataFrame: run, status, wall time, peak memory."""
+    import pandas as pd
+
+    rows = []
+    for path in sorted(Path(records_dir).glob("*.json")):
+        try:
+            r = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue
+        rows.append({"run": r.get("name", path.stem), "status": r.get("status"),
+                     "wall_time_s": r.get("wall_time_s"), "peak_memory_mb": r.get("peak_memory_mb"),
+                     "device": r.get("device"), "git_commit": str(r.get("git_commit") or "")[:12]})
+    return pd.DataFrame(rows)
+
+
+def fill_generated_tables(stage: Path, results_dir: Path, records_dir: Path) -> None:
+    from .tables import benchmarks_table
+
+    tables = {"<!-- vertebra:benchmarks -->": lambda: _markdown_table(benchmarks_table(results_dir)),
+              "<!-- vertebra:runs -->": lambda: _markdown_table(runs_table(records_dir))}
+    for page in (stage / "book").rglob("*.md"):
+        text = page.read_text()
+        for marker, make in tables.items():
+            if marker in text:
+                text = text.replace(marker, make())
+        page.write_text(text)
+
+
+def stage_sources(executed_dir: Path, stage: Path, results_dir: Path, records_dir: Path,
+                  root: Path = REPO_ROOT) -> list[str]:
+    """Copy the book's sources and the executed notebooks into `stage`; return placeholder names."""
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(root / name, stage / name)
+    shutil.copytree(root / "book", stage / "book", ignore=shutil.ignore_patterns("executed", "_build"))
+    (stage / EXECUTED).mkdir(parents=True, exist_ok=True)
+    for nb in sorted(Path(executed_dir).glob("*.ipynb")):
+        shutil.copy2(nb, stage / EXECUTED / nb.name)
+    placeholders = []
+    for entry in toc_files(stage / "_toc.yml"):
+        if entry.startswith(EXECUTED + "/") and not (stage / f"{entry}.ipynb").exists():
+            (stage / f"{entry}.md").write_text(placeholder_page(Path(entry).name))
+            placeholders.append(Path(entry).name)
+    fill_generated_tables(stage, results_dir, records_dir)
+    return placeholders
+
+
+def build_book(executed_dir: str | Path, out_dir: str | Path = REPO_ROOT, *,
+               results_dir: str | Path | None = None, records_dir: str | Path | None = None,
+               root: Path = REPO_ROOT) -> Path:
+    """Render the book into `<out_dir>/_build/html` and return that folder.
+
+    Raises RuntimeError (with the build's last lines) when Jupyter Book reports any warning.
+    """
+    out_dir = Path(out_dir)
+    results_dir = Path(results_dir) if results_dir is not None else root / "results"
+    records_dir = Path(records_dir) if records_dir is not None else results_dir / "reproduce"
+    stage = out_dir / "_build" / "source"
+    placeholders = stage_sources(Path(executed_dir), stage, results_dir, records_dir, root)
+    if placeholders:
+        log.warning("book: %d pages not executed yet (placeholders): %s", len(placeholders),
+                    ", ".join(placeholders))
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "jupyter_book.cli.main"]
+    cmd += ["build", str(stage), "--path-output", str(out_dir), "--all", "-W", "-n", "--keep-going"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
+        raise RuntimeError(f"the book build failed (exit {proc.returncode}):\n{tail}")
+    return out_dir / "_build" / "html"

@@ -1,0 +1,281 @@
+"""Re-run the paper: execute the notebooks with papermill for any set of Table 2 rows, then the book.
+
+The plan, in order: `01_synthetic_cohort`, `02_pseudomasks`, `03_direct_l1` once per row of
+`vertebra.experiments.DIRECT_ROWS`, `04_instance` once per row of `INSTANCE_ROWS`, then the pages
+that read what the rows wrote: `05_ctc_evaluation`, `06_figure2`, `07_figure3`, `08_table2`.
+
+Each run has a *fingerprint*: a hash of the notebook source, its parameters and every source file of
+the `vertebra` package (for the summary pages also of the result files they read). A run whose
+fingerprint matches its record and whose executed notebook exists is skipped. The executed notebook
+is written to a temporary name and renamed, then the record (provenance, fingerprint, status) is
+written the same way, so a run that is killed leaves the last finished state and the next call runs
+only what is missing.
+
+Where things go (`Workspace.for_scale`): at the quick and paper scales, results in `results/`,
+executed notebooks in `book/executed/<notebook>[-<run_id>].ipynb` (what the committed book renders),
+records in `results/reproduce/`, the book in `_build/html`. The smoke scale (CI) writes all of that
+under the cache (`<cache>/reproduce-smoke/`), so it never overwrites the committed quick results.
+Notebooks that declare a `results_dir` parameter receive the workspace's results folder.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .book import build_book
+from .cache import cache_dir
+from .experiments import DIRECT_ROWS, INSTANCE_ROWS, ROWS, get_scale
+from .results import provenance, read_table2, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = Path(__file__).resolve().parent
+DATA_NOTEBOOKS = ("01_synthetic_cohort", "02_pseudomasks")
+SUMMARY_NOTEBOOKS = ("05_ctc_evaluation", "06_figure2", "07_figure3", "08_table2")
+#: result files whose content enters the fingerprint of the summary notebooks
+SUMMARY_INPUT_GLOBS = ("table2.csv", "runs/*/*.csv", "runs/*/*.json", "runs/*/*.pt", "benchmarks/*.json")
+
+
+@dataclass(frozen=True)
+class NotebookRun:
+    """One execution of one notebook: `notebooks/<notebook>.py` with `parameters`."""
+
+    notebook: str
+    parameters: dict = field(default_factory=dict)
+    run_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.notebook}-{self.run_id}" if self.run_id else self.notebook
+
+    @property
+    def is_summary(self) -> bool:
+        return self.notebook in SUMMARY_NOTEBOOKS
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where one scale's runs read and write (see the module docstring)."""
+
+    root: Path
+    results_dir: Path
+    executed_dir: Path
+    records_dir: Path
+    build_dir: Path
+
+    @classmethod
+    def for_scale(cls, scale: str, root: Path = REPO_ROOT, cache: Path | None = None) -> "Workspace":
+        get_scale(scale)
+        if scale == "smoke":
+            base = cache_dir(cache) / "reproduce-smoke"
+            return cls(root, base / "results", base / "executed", base / "records", base / "book")
+        return cls(root, root / "results", root / "book" / "executed", root / "results" / "reproduce", root)
+
+
+def plan(rows: str = "all", scale: str = "quick", seed: int = 0) -> list[NotebookRun]:
+    """The runs for `rows`: 'all', 'direct', 'instance', or comma-separated run_ids / notebook names.
+
+    A selection always keeps the data notebooks (01, 02) before and the summary notebooks (05-08)
+    after it; they are skipped when unchanged.
+    """
+    get_scale(scale)
+    common = {"scale": scale, "seed": seed}
+    data = [NotebookRun(nb, dict(common)) for nb in DATA_NOTEBOOKS]
+    summary = [NotebookRun(nb, dict(common)) for nb in SUMMARY_NOTEBOOKS]
+    row_runs = {r.run_id: NotebookRun(r.notebook, r.papermill_parameters(scale, seed), r.run_id)
+                for r in ROWS}
+    wanted = [w.strip() for w in rows.split(",") if w.strip()]
+    if wanted in (["all"], []):
+        chosen = list(row_runs.values())
+    else:
+        groups = {"direct": [r.run_id for r in DIRECT_ROWS], "instance": [r.run_id for r in INSTANCE_ROWS]}
+        known = set(row_runs) | set(groups) | set(DATA_NOTEBOOKS) | set(SUMMARY_NOTEBOOKS)
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            raise ValueError(f"unknown rows {unknown}; use all, direct, instance, a notebook name "
+                             f"or run_ids among {sorted(row_runs)}")
+        ids = [i for w in wanted for i in groups.get(w, [w]) if i in row_runs]
+        chosen = [row_runs[i] for i in dict.fromkeys(ids)]
+    return data + chosen + summary
+
+
+def notebook_parameter_names(source: str) -> set[str]:
+    """Names assigned in the first cell tagged `parameters` of a jupytext percent source."""
+    import jupytext
+
+    nb = jupytext.reads(source, fmt="py:percent")
+    for cell in nb.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            tree = ast.parse(cell.source)
+            return {t.id for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.AnnAssign))
+                    for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                    if isinstance(t, ast.Name)}
+    return set()
+
+
+def _hash_files(digest, files, relative_to: Path) -> None:
+    for path in files:
+        digest.update(str(path.relative_to(relative_to)).encode() + b"\0" + path.read_bytes() + b"\0")
+
+
+def fingerprint(run: NotebookRun, source: str, ws: Workspace) -> str:
+    """sha256 of the notebook source, its parameters, the package sources (and summary inputs)."""
+    digest = hashlib.sha256(source.encode())
+    digest.update(json.dumps(run.parameters, sort_keys=True, default=str).encode())
+    _hash_files(digest, sorted(PACKAGE_DIR.rglob("*.py")), PACKAGE_DIR)
+    if run.is_summary:
+        inputs = sorted({p for g in SUMMARY_INPUT_GLOBS for p in ws.results_dir.glob(g) if p.is_file()})
+        _hash_files(digest, inputs, ws.results_dir)
+    return digest.hexdigest()
+
+
+def strip_widget_state(nb) -> None:
+    """Drop widget state and widget views: the book shows the PNG beside them (see `vertebra.viz`)."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop("application/vnd.jupyter.widget-view+json", None)
+            output.get("data", {}).pop("application/vnd.jupyter.widget-state+json", None)
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def execute(run: NotebookRun, ws: Workspace, *, force: bool = False,
+            notebooks_dir: Path | None = None) -> dict:
+    """Run one notebook unless its fingerprint is unchanged; return its record (with a `status`).
+
+    status: 'ok' (ran), 'skipped' (unchanged), 'missing' (no source yet), 'failed' (raised).
+    """
+    import jupytext
+    import nbformat
+    import papermill as pm
+
+    src = (notebooks_dir or ws.root / "notebooks") / f"{run.notebook}.py"
+    record_path = ws.records_dir / f"{run.name}.json"
+    out = ws.executed_dir / f"{run.name}.ipynb"
+    if not src.exists():
+        log.warning("%s: notebook %s does not exist yet; skipped", run.name, src.name)
+        return {"name": run.name, "status": "missing"}
+    source = src.read_text()
+    params = dict(run.parameters)
+    if "results_dir" in notebook_parameter_names(source):
+        params["results_dir"] = str(ws.results_dir)
+    fp = fingerprint(run, source, ws)
+    old = _read_record(record_path)
+    if not force and old and old.get("fingerprint") == fp and old.get("status") == "ok" and out.exists():
+        return {**old, "status": "skipped"}
+
+    ws.executed_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="vertebra-run-") as tmp:
+        tmp_in, tmp_out = Path(tmp) / "in.ipynb", Path(tmp) / "out.ipynb"
+        nbformat.write(jupytext.reads(source, fmt="py:percent"), tmp_in)
+        record = {"name": run.name, "notebook": run.notebook, "run_id": run.run_id, "fingerprint": fp,
+                  "executed_notebook": out.name}
+        try:
+            pm.execute_notebook(str(tmp_in), str(tmp_out), parameters=params, kernel_name="python3",
+                                cwd=str(ws.root), progress_bar=False, log_output=False)
+        except Exception as exc:  # papermill raises PapermillExecutionError and kernel errors
+            failed = cache_dir() / "failed" / f"{run.name}.ipynb"
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            if tmp_out.exists():
+                shutil.copyfile(tmp_out, failed)
+            log.error("%s failed: %s (executed notebook: %s)", run.name, str(exc).strip()[:500], failed)
+            record.update(provenance(run.parameters.get("seed", 0), params, started),
+                          status="failed", error=str(exc).strip()[-2000:])
+            write_json_atomic(record_path, record)
+            return record
+        nb = nbformat.read(tmp_out, as_version=4)
+        strip_widget_state(nb)
+        nbformat.write(nb, tmp_out)
+        shutil.move(str(tmp_out), str(out.with_suffix(".ipynb.part")))
+        out.with_suffix(".ipynb.part").replace(out)
+    record.update(provenance(run.parameters.get("seed", 0), params, started), status="ok")
+    write_json_atomic(record_path, record)
+    return record
+
+
+def l1_accuracy(ws: Workspace, run_id: str | None, scale: str) -> float | None:
+    for row in read_table2(ws.results_dir / "table2.csv"):
+        if run_id and row.get("run_id") == run_id and row.get("scale") == scale and row.get("l1_acc_test"):
+            return float(row["l1_acc_test"])
+    return None
+
+
+def reproduce(rows: str = "all", scale: str = "quick", seed: int = 0, *, force: bool = False,
+              book: bool = True, ws: Workspace | None = None) -> list[dict]:
+    """Run the plan for `rows` at `scale` (skipping unchanged runs), then build the book."""
+    from tqdm.auto import tqdm
+
+    ws = ws or Workspace.for_scale(scale)
+    records = []
+    runs = plan(rows, scale, seed)
+    for run in tqdm(runs, desc=f"reproduce ({scale})", unit="run"):
+        record = execute(run, ws, force=force)
+        record["l1_acc_test"] = l1_accuracy(ws, run.run_id, scale)
+        records.append(record)
+    if book:
+        started = time.time()
+        try:
+            build_book(ws.executed_dir, ws.build_dir, results_dir=ws.results_dir,
+                       records_dir=ws.records_dir)
+            records.append({"name": "book", "status": "ok", "wall_time_s": round(time.time() - started, 1)})
+        except RuntimeError as exc:
+            log.error("%s", exc)
+            records.append({"name": "book", "status": "failed", "wall_time_s": round(time.time() - started, 1)})
+    return records
+
+
+def summary_table(records: list[dict]) -> str:
+    """A plain-text table: run, status, wall time (s), L1 accuracy."""
+    lines = [f"{'run':<45} {'status':<8} {'wall s':>8} {'L1 acc':>7}"]
+    for r in records:
+        wall = r.get("wall_time_s")
+        acc = r.get("l1_acc_test")
+        lines.append(f"{r['name']:<45} {r['status']:<8} {'' if wall is None else f'{wall:.1f}':>8} "
+                     f"{'' if acc is None else f'{acc:.2f}':>7}")
+    return "\n".join(lines)
+
+
+def cli_reproduce_arguments(parser) -> None:
+    parser.add_argument("--rows", default="all",
+                        help="all | direct | instance | comma-separated run_ids or notebook names")
+    parser.add_argument("--scale", default="quick", choices=("smoke", "quick", "paper"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="re-run even when nothing changed")
+    parser.add_argument("--no-book", action="store_true", help="do not build the book at the end")
+
+
+def cli_reproduce(args) -> int:
+    records = reproduce(args.rows, args.scale, args.seed, force=args.force, book=not args.no_book)
+    print(summary_table(records))
+    missing = [r["name"] for r in records if r["status"] == "missing"]
+    if missing:
+        print(f"missing notebooks (skipped): {', '.join(missing)}")
+    return 1 if any(r["status"] == "failed" for r in records) else 0
+
+
+def cli_book_arguments(parser) -> None:
+    parser.add_argument("--scale", default="quick", choices=("smoke", "quick", "paper"),
+                        help="whose executed notebooks to render (smoke: the cache's, into the cache)")
+
+
+def cli_book(args) -> int:
+    ws = Workspace.for_scale(args.scale)
+    html = build_book(ws.executed_dir, ws.build_dir, results_dir=ws.results_dir,
+                       records_dir=ws.records_dir)
+    print(f"book: {html / 'index.html'}")
+    return 0
