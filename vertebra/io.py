@@ -47,7 +47,6 @@ SPACING_RANGE_MM = (0.05, 20.0)
 _LETTER_AXIS = {"L": (0, 1), "R": (0, -1), "P": (1, 1), "A": (1, -1), "S": (2, 1), "I": (2, -1)}
 _AXIS_LETTER = {v: k for k, v in _LETTER_AXIS.items()}
 
-
 @dataclass(frozen=True)
 class ReadChecks:
     """What the reader accepts. CT heuristics look at the 0.1 % tails of the intensity histogram:
@@ -84,7 +83,12 @@ def _sitk_error(exc: RuntimeError, path) -> InputError:
 
 
 def _dicom_files(folder: Path, series_uid: str | None) -> list[str]:
-    uids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ())
+    warnings_shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)   # GDCM warns on stderr about empty folders
+    try:
+        uids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or ())
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warnings_shown)
     if not uids:
         raise InputError("folder holds no DICOM series", folder)
     if series_uid is None and len(uids) > 1:
@@ -127,6 +131,23 @@ def read_image_header(path: str | Path, *, series_uid: str | None = None) -> Ima
     return ImageHeader(geometry, size, pixel, reader.GetNumberOfComponents())
 
 
+def _check_gzip_length(path: Path, header: ImageHeader) -> None:
+    """ITK zero-fills a truncated ``.gz`` silently; the gzip trailer (uncompressed size mod 2**32) must
+    leave room for the voxels the header promises plus a header of under 1 MB. The stored voxel type
+    may be narrower than the one ITK reports (scaled NIfTI: int16 on disk, float32 in memory), so any
+    of 1, 2, 4 or 8 bytes a voxel is accepted."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() < 18:
+            raise InputError("is too short to be a gzip file", path)
+        f.seek(-4, os.SEEK_END)
+        stored = int.from_bytes(f.read(4), "little")
+    extras = [(stored - header.n_voxels * header.components * b) % 2**32 for b in (1, 2, 4, 8)]
+    if min(extras) >= 1_000_000:
+        raise InputError("could not be read: the gzip stream is truncated or corrupt (it does not hold "
+                         f"the {header.n_voxels} voxels its header promises)", path)
+
+
 def _check_header(header: ImageHeader, path, checks: ReadChecks) -> None:
     dims = len(header.shape_xyz)
     if dims == 4 and header.shape_xyz[3] == 1:
@@ -149,7 +170,8 @@ def _check_geometry(image: sitk.Image, path, checks: ReadChecks) -> Geometry:
     spacing = np.asarray(image.GetSpacing(), float)
     lo, hi = checks.spacing_range_mm
     if not np.all(np.isfinite(spacing)) or spacing.min() < lo or spacing.max() > hi:
-        raise InputError(f"voxel spacing {tuple(spacing.round(4))} mm is outside {lo}..{hi} mm", path)
+        shown = ", ".join(f"{v:.4g}" for v in spacing)
+        raise InputError(f"voxel spacing ({shown}) mm is outside {lo}..{hi} mm", path)
     if not np.all(np.isfinite(image.GetOrigin())):
         raise InputError(f"origin {image.GetOrigin()} is not finite", path)
     direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
@@ -159,7 +181,7 @@ def _check_geometry(image: sitk.Image, path, checks: ReadChecks) -> Geometry:
     return Geometry.from_sitk(image)
 
 
-def _as_hu(array: np.ndarray, path, checks: ReadChecks) -> np.ndarray:
+def as_hu(array: np.ndarray, path=None, checks: ReadChecks = ReadChecks()) -> np.ndarray:
     """Cast rule for CT: integers that fit int16 → int16; floats → float32 (kept as float unless
     every value is an integer in int16 range); bool is a mask, not a CT."""
     if array.dtype == bool:
@@ -215,6 +237,8 @@ def read_image(path: str | Path, *, kind: str = "ct", series_uid: str | None = N
     path = Path(path)
     header = read_image_header(path, series_uid=series_uid)
     _check_header(header, path, checks)
+    if path.name.lower().endswith(".gz"):
+        _check_gzip_length(path, header)
     try:
         if path.is_dir():
             reader = sitk.ImageSeriesReader()
@@ -229,7 +253,7 @@ def read_image(path: str | Path, *, kind: str = "ct", series_uid: str | None = N
     geometry = _check_geometry(image, path, checks)
     array = sitk.GetArrayFromImage(image)
     if kind == "ct":
-        array = _as_hu(array, path, checks)
+        array = as_hu(array, path, checks)
     elif kind == "labels":
         array = as_label_map(array, path, allowed_labels)
     elif array.dtype.kind == "f" and not np.all(np.isfinite(array)):
