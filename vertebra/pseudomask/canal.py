@@ -1,0 +1,129 @@
+"""Spinal canal detection, one axial slice at a time (the first stage of the paper's §2.1 tool).
+
+The canal is a pocket of low density (CSF and cord, roughly -20..90 HU) that is *enclosed by bone*
+in the slices through a vertebra: the body in front, the pedicles at the sides and the lamina
+behind. In every axial slice we threshold bone, fill the holes of the bone mask, and keep the holes
+whose size and density fit a canal. Each candidate gets the direction from its centre to the heaviest
+bone mass around it (the vertebral body, anterior); no assumption is made about which side of the
+image is posterior, so prone scans (spine at the top of the axial image) work as supine ones do.
+
+Slices through discs, through metal or outside the spine give no candidate or a wrong one; the
+centreline stage (`centreline.py`) chooses among candidates and bridges the gaps.
+
+Coordinates: arrays are numpy (z, y, x); positions are returned in voxel indices (z, y, x).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..image import Volume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CanalConfig:
+    """What a spinal canal looks like in an axial slice (adult lumbar/thoracic anatomy)."""
+
+    #: bone threshold (HU) after light smoothing; cortical bone and dense trabecular bone exceed it
+    bone_hu: float = 200.0
+    #: canal content: CSF and cord
+    content_hu: tuple[float, float] = (-60.0, 90.0)
+    #: cross-sectional area of the canal, mm² (thoracic ~150, lumbar ~300; generous both ways)
+    area_mm2: tuple[float, float] = (50.0, 700.0)
+    #: smoothing before thresholding (Gaussian sigma, mm, in-plane)
+    smooth_mm: float = 1.0
+    #: radius (mm) around a candidate in which bone is weighed to find the body
+    search_mm: float = 50.0
+    #: number of directions tried for the body
+    n_directions: int = 24
+
+
+@dataclass
+class CanalCandidates:
+    """Canal candidates of a scan: one row per candidate.
+
+    `zyx` (N, 3) voxel index of the hole centroid; `area_mm2`, `mean_hu`; `anterior_yx` (N, 2) unit
+    vector in mm (y, x) from the canal towards the vertebral body; `score` (higher is more canal-like).
+    """
+
+    zyx: np.ndarray
+    area_mm2: np.ndarray
+    mean_hu: np.ndarray
+    anterior_yx: np.ndarray
+    score: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+    def in_slice(self, z: int) -> np.ndarray:
+        return np.flatnonzero(np.round(self.zyx[:, 0]).astype(int) == z)
+
+
+def smooth_in_plane(image: Volume, sigma_mm: float) -> np.ndarray:
+    """Float32 (z, y, x) array smoothed with a Gaussian of `sigma_mm` in each axial plane."""
+    sz, sy, sx = image.spacing_zyx
+    return ndimage.gaussian_filter(image.array.astype(np.float32), (0.0, sigma_mm / sy, sigma_mm / sx))
+
+
+def _body_direction(bone_filled: np.ndarray, centre_yx: np.ndarray, spacing_yx, cfg: CanalConfig):
+    """Unit (y, x) mm vector from the canal centre to the heaviest bone wedge, and its weight."""
+    angles = np.linspace(0, 2 * np.pi, cfg.n_directions, endpoint=False)
+    radii_mm = np.arange(6.0, cfg.search_mm, min(spacing_yx))
+    dy, dx = np.sin(angles)[:, None] * radii_mm, np.cos(angles)[:, None] * radii_mm
+    iy = np.round(centre_yx[0] + dy / spacing_yx[0]).astype(int)
+    ix = np.round(centre_yx[1] + dx / spacing_yx[1]).astype(int)
+    inside = (iy >= 0) & (iy < bone_filled.shape[0]) & (ix >= 0) & (ix < bone_filled.shape[1])
+    hits = np.zeros(iy.shape, bool)
+    hits[inside] = bone_filled[iy[inside], ix[inside]]
+    per_ray = hits.sum(axis=1).astype(float)
+    # a wedge of +-30 degrees: the body is wide, a spinous process or a rib is thin
+    k = max(1, cfg.n_directions // 12)
+    wedge = sum(np.roll(per_ray, s) for s in range(-k, k + 1))
+    best = int(np.argmax(wedge))
+    return np.array([np.sin(angles[best]), np.cos(angles[best])]), wedge[best] / (len(radii_mm) * (2 * k + 1))
+
+
+def detect_canal(image: Volume, config: CanalConfig = CanalConfig(),
+                 smoothed: np.ndarray | None = None) -> CanalCandidates:
+    """Canal candidates in every axial slice of `image` (HU).
+
+    A candidate is a hole of the bone mask (bone > `bone_hu`) with canal-like area and content.
+    Its score grows with the bone weighed in the body direction and falls with content density.
+    """
+    cfg = config
+    sm = smoothed if smoothed is not None else smooth_in_plane(image, cfg.smooth_mm)
+    sz, sy, sx = image.spacing_zyx
+    pixel_mm2 = sy * sx
+    bone = sm > cfg.bone_hu
+    plane = np.zeros((3, 3, 3), bool)
+    plane[1] = ndimage.generate_binary_structure(2, 1)
+    filled = ndimage.binary_fill_holes(bone, structure=plane)
+    holes = filled & ~bone
+    labels, n = ndimage.label(holes, structure=plane)
+    if n == 0:
+        log.info("no bone-enclosed holes: no canal candidates")
+        return CanalCandidates(np.zeros((0, 3)), np.zeros(0), np.zeros(0), np.zeros((0, 2)), np.zeros(0))
+    index = np.arange(1, n + 1)
+    area = ndimage.sum_labels(np.ones_like(sm), labels, index) * pixel_mm2
+    mean = ndimage.mean(sm, labels, index)
+    keep = ((area >= cfg.area_mm2[0]) & (area <= cfg.area_mm2[1])
+            & (mean >= cfg.content_hu[0]) & (mean <= cfg.content_hu[1]))
+    kept = index[keep]
+    centres = np.array(ndimage.center_of_mass(holes, labels, kept)).reshape(-1, 3)
+    anterior = np.zeros((len(kept), 2))
+    weight = np.zeros(len(kept))
+    for i, c in enumerate(centres):
+        z = int(round(c[0]))
+        anterior[i], weight[i] = _body_direction(filled[z], c[1:], (sy, sx), cfg)
+    # canal-like: a heavy body on one side, content darker than soft tissue, a plausible area
+    darkness = np.clip((cfg.content_hu[1] - mean[keep]) / (cfg.content_hu[1] - cfg.content_hu[0]), 0, 1)
+    size = np.exp(-0.5 * (np.log(area[keep] / 200.0) / 0.8) ** 2)
+    score = weight * (0.5 + 0.5 * darkness) * size
+    log.info("canal: %d candidates in %d of %d slices", len(kept),
+             len(np.unique(np.round(centres[:, 0]))) if len(kept) else 0, sm.shape[0])
+    return CanalCandidates(centres, area[keep], mean[keep], anterior, score)
