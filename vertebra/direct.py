@@ -1,0 +1,185 @@
+"""The direct method (§2.2, §3.1): a 3D U-Net segments L1 from the whole scan.
+
+Pipeline of one scan: canonical orientation → resample the whole scan to the network grid, window
+100-1000 HU (`vertebra.direct_targets`) → U-Net → argmax → keep the largest L1 component → centroid
+(world mm, x, y, z LPS), craniocaudal range and a confidence → mask back on the input's grid.
+
+Training and evaluation of one Table 2 row is `run_row`; the command line is ``vertebra find-l1``.
+"""
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.ndimage as ndi
+import SimpleITK as sitk
+import torch
+
+from . import __version__
+from .direct_targets import DirectSample, resample_to_shape, window
+from .direct_training import predict_probabilities
+from .errors import InputError
+from .image import Geometry, Volume
+from .models import UNet3D, UNetConfig
+from .results import write_bytes_atomic, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "direct_l1_quick.pt"
+
+
+@dataclass
+class L1Finding:
+    """The L1 found on the network grid: mask (z, y, x), centroid and z-range in world mm, confidence."""
+
+    mask: np.ndarray
+    geometry: Geometry
+    centroid_mm: tuple[float, float, float] | None
+    z_range_mm: tuple[float, float] | None
+    mean_probability: float
+    margin: float  # 1 - (voxels of the runner-up component / voxels of the kept one); 1 when alone
+    n_components: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def found(self) -> bool:
+        return self.centroid_mm is not None
+
+    @property
+    def confidence(self) -> float:
+        """mean L1 probability inside the kept component x margin to the next candidate (0 if none)."""
+        return float(self.mean_probability * self.margin) if self.found else 0.0
+
+
+def find_l1_on_grid(probs: np.ndarray, geometry: Geometry) -> L1Finding:
+    """Largest connected component of ``argmax == 1`` (L1) on the network grid, with its centroid."""
+    l1 = probs.argmax(0) == 1
+    components, n = ndi.label(l1)
+    if n == 0:
+        return L1Finding(np.zeros(l1.shape, bool), geometry, None, None, 0.0, 0.0, 0)
+    sizes = np.bincount(components.ravel())[1:]
+    order = np.argsort(sizes)[::-1]
+    mask = components == order[0] + 1
+    margin = 1.0 - (sizes[order[1]] / sizes[order[0]] if n > 1 else 0.0)
+    grid = Volume(mask, geometry)
+    idx = np.argwhere(mask)
+    centroid = grid.index_to_world(idx.mean(0))[0]
+    z_world = grid.index_to_world(idx)[:, 2]
+    half = 0.5 * abs(geometry.spacing_mm[2] * geometry.direction_matrix[2, 2])
+    return L1Finding(mask, geometry, tuple(float(c) for c in centroid),
+                     (float(z_world.min() - half), float(z_world.max() + half)),
+                     float(probs[1][mask].mean()), float(margin), int(n))
+
+
+def load_model(weights: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tuple[UNet3D, dict]:
+    """A U-Net and its metadata (classes, shape_zyx, config) from a weights file written by `save_weights`."""
+    weights = Path(weights)
+    if not weights.exists():
+        raise InputError("weights file not found (train a row first, or pass --weights)", weights)
+    try:
+        state = torch.load(weights, map_location=device, weights_only=False)
+        model = UNet3D(UNetConfig(**state["config"]))
+        model.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
+    except (KeyError, RuntimeError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+        raise InputError(f"is not a direct U-Net weights file ({exc})", weights) from None
+    return model.eval(), {k: v for k, v in state.items() if k != "state_dict"}
+
+
+def save_weights(model: UNet3D, path: str | Path, **meta) -> Path:
+    """Weights in float16 (small enough to commit) with the config and ``meta`` (classes, shape_zyx, ...)."""
+    import io
+    buffer = io.BytesIO()
+    torch.save({"config": model.config.to_dict(), "version": __version__, **meta,
+                "state_dict": {k: v.detach().cpu().half() if v.is_floating_point() else v.cpu()
+                               for k, v in model.state_dict().items()}}, buffer)
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
+def predict_sample(model, sample: DirectSample) -> L1Finding:
+    """Find L1 in a preprocessed sample (network grid)."""
+    return find_l1_on_grid(predict_probabilities(model, sample.image), sample.geometry)
+
+
+def l1_bmd_hu(image: Volume, mask: np.ndarray, erosion_mm: float = 3.0) -> float:
+    """Mean HU in the L1 mask eroded by ``erosion_mm`` and kept anterior to its centroid (the body).
+
+    An opportunistic bone mineral density estimate, as suggested in the paper's conclusion; NaN when
+    the eroded mask is empty.
+    """
+    if not mask.any():
+        return float("nan")
+    inside = ndi.distance_transform_edt(mask, sampling=image.spacing_zyx) > erosion_mm
+    idx = np.argwhere(inside)
+    if idx.size == 0:
+        return float("nan")
+    y_world = image.index_to_world(idx)[:, 1]
+    centre_y = image.index_to_world(np.argwhere(mask).mean(0))[0, 1]
+    body = idx[y_world < centre_y]  # LPS: anterior is smaller y
+    body = body if body.size else idx
+    return float(image.array[tuple(body.T)].astype(float).mean())
+
+
+def find_l1(scan: Volume, model, meta: dict) -> tuple[Volume, dict]:
+    """Find L1 in a scan (any orientation). Returns the mask on the scan's own grid and the JSON record."""
+    from .io import from_canonical, to_canonical
+
+    canonical, how = to_canonical(scan)
+    shape = tuple(meta["shape_zyx"])
+    grid = resample_to_shape(canonical, shape)
+    finding = find_l1_on_grid(predict_probabilities(model, window(grid.array)), grid.geometry)
+    mask_canonical = np.zeros(canonical.array.shape, bool)
+    if finding.found:
+        back = sitk.Resample(Volume(finding.mask.astype(np.float32), grid.geometry).to_sitk(),
+                             canonical.to_sitk(), sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+        mask_canonical = sitk.GetArrayFromImage(back) >= 0.5
+    record = {
+        "l1_found": finding.found,
+        "l1_centroid_mm": list(finding.centroid_mm) if finding.found else None,
+        "l1_z_range_mm": list(finding.z_range_mm) if finding.found else None,
+        "confidence": round(finding.confidence, 4),
+        "mean_probability": round(finding.mean_probability, 4),
+        "margin": round(finding.margin, 4),
+        "l1_bmd_hu": l1_bmd_hu(canonical, mask_canonical),
+        "model": meta.get("run_id", "direct U-Net"),
+        "version": __version__,
+        "coordinates": "world mm, LPS (x, y, z)",
+    }
+    return from_canonical(mask_canonical.astype(np.uint8), how), record
+
+
+def cli_find_l1_arguments(parser) -> None:
+    parser.add_argument("scan", help="CT scan: NIfTI/NRRD/MHA file, DICOM folder or VerSe case folder")
+    parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="U-Net weights (.pt)")
+    parser.add_argument("--out", required=True, help="output folder for l1_mask.nii.gz and l1.json")
+
+
+def cli_find_l1(args) -> int:
+    """``vertebra find-l1 SCAN --out DIR``: DIR/l1_mask.nii.gz (input geometry) and DIR/l1.json."""
+    from .io import read_image, read_verse_case, write_image
+
+    started = time.perf_counter()
+    path = Path(args.scan)
+    if path.is_dir() and any(path.glob("*_ct.nii*")):
+        scan = read_verse_case(path).image
+    else:
+        scan = read_image(path, kind="ct")
+    model, meta = load_model(args.weights)
+    mask, record = find_l1(scan, model, meta)
+    record.update({"input": path.name, "weights": Path(args.weights).name,
+                   "seconds": round(time.perf_counter() - started, 2)})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_image(mask, out / "l1_mask.nii.gz")  # both writes are atomic; the JSON last marks completion
+    write_json_atomic(out / "l1.json", record)
+    log.info("L1 %s in %.1f s", "found" if record["l1_found"] else "not found", record["seconds"])
+    return 0
+
+
+def run_row(params: dict, out_dir: str | Path, table2_path: str | Path | None = None) -> dict:
+    """Train and evaluate one Table 2 row of the direct U-Net; see `vertebra.direct_experiment.run_row`."""
+    from .direct_experiment import run_row as _run_row
+    return _run_row(params, out_dir, table2_path)
