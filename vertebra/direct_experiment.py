@@ -64,7 +64,7 @@ def _run_cache(params: dict) -> Path:
     return cache_dir(params.get("cache")) / "runs" / f"{params['run_id']}-{digest}"
 
 
-def evaluate(model, samples) -> tuple[list[dict], dict]:
+def evaluate(model, samples, cohort: str = "ctc_test") -> tuple[list[dict], dict]:
     """Per-case L1 records (found, correct, error mm, shift, confidence) and their summary."""
     records = []
     for s in samples:
@@ -75,7 +75,7 @@ def evaluate(model, samples) -> tuple[list[dict], dict]:
                     "pred_y_mm": finding.centroid_mm[1] if finding.found else math.nan,
                     "pred_z_mm": finding.centroid_mm[2] if finding.found else math.nan,
                     "anomalies": ";".join(s.meta.get("anomalies", [])),
-                    "protocol": s.meta.get("protocol", "")})
+                    "protocol": s.meta.get("protocol", ""), "cohort": cohort})
         if s.target is not None:
             from .metrics import dice
             rec["dice"] = dice(finding.mask, s.target == 1)

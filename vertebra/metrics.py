@@ -95,7 +95,7 @@ def score_l1(case_id: str, pred_centroid_mm: Point | None, truth_centroids_mm: d
     found = pred_centroid_mm is not None
     return {"case_id": case_id, "l1_found": found,
             "l1_correct": l1_correct(pred_centroid_mm, truth_centroids_mm),
-            "error_mm": craniocaudal_error_mm(pred_centroid_mm, truth_centroids_mm[L1])
+            "cc_error_mm": craniocaudal_error_mm(pred_centroid_mm, truth_centroids_mm[L1])
             if L1 in truth_centroids_mm else math.nan,
             "shift": shift(pred_centroid_mm, truth_centroids_mm),
             "closest_label": closest_label(pred_centroid_mm, truth_centroids_mm) if found else None}
@@ -109,7 +109,8 @@ def summarise(records: Iterable[dict]) -> dict:
     """
     records = list(records)
     n = len(records)
-    errors = np.array([r["error_mm"] for r in records if r.get("l1_found") and not math.isnan(r["error_mm"])])
+    errors = np.array([r["cc_error_mm"] for r in records
+                       if r.get("l1_found") and not math.isnan(r["cc_error_mm"])])
     shifts = [r.get("shift", "other") for r in records]
     out = {
         "n": n,
