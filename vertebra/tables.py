@@ -104,20 +104,58 @@ def _truthy(series: pd.Series) -> pd.Series:
     return series.astype(str).str.lower().isin(("1", "true", "1.0", "yes"))
 
 
+def _shift_numbers(group: pd.DataFrame) -> pd.Series:
+    return pd.to_numeric(group["shift"], errors="coerce") if "shift" in group else pd.Series(
+        float("nan"), index=group.index)
+
+
+def outcome(per_case: pd.DataFrame) -> pd.Series:
+    """One word per case: 'correct', 'up' (shifted up), 'down', 'other' (further off), 'not found'."""
+    found = _truthy(per_case["l1_found"]) if "l1_found" in per_case else pd.Series(True, index=per_case.index)
+    correct = _truthy(per_case["l1_correct"])
+    shift = _shift_numbers(per_case)
+    words = pd.Series("other", index=per_case.index)
+    words[shift < 0] = "up"
+    words[shift > 0] = "down"
+    words[correct] = "correct"
+    words[~found] = "not found"
+    return words
+
+
 def shift_counts(per_case: pd.DataFrame) -> pd.DataFrame:
-    """Per run: cases, correct, shifted up (to T12 or higher), shifted down, not found (Section 3.1)."""
+    """Per run: cases, correct, shifted up (to T12), shifted down (to L2), other, not found (§3.1)."""
     rows = []
     for run_id, group in per_case.groupby("run_id", sort=False):
-        found = _truthy(group["l1_found"]) if "l1_found" in group else pd.Series(True, index=group.index)
-        correct = _truthy(group["l1_correct"])
-        shift = pd.to_numeric(group.get("shift"), errors="coerce")
-        rows.append({"run_id": run_id, "n": len(group), "correct": int(correct.sum()),
-                     "shifted_up": int(((shift < 0) & found).sum()),
-                     "shifted_down": int(((shift > 0) & found).sum()),
-                     "not_found": int((~found).sum()),
-                     "accuracy": float(correct.mean()) if len(group) else float("nan")})
-    return pd.DataFrame(rows, columns=["run_id", "n", "correct", "shifted_up", "shifted_down",
+        words = outcome(group)
+        rows.append({"run_id": run_id, "n": len(group), "correct": int((words == "correct").sum()),
+                     "shifted_up": int((words == "up").sum()), "shifted_down": int((words == "down").sum()),
+                     "other": int((words == "other").sum()), "not_found": int((words == "not found").sum()),
+                     "accuracy": float((words == "correct").mean()) if len(group) else float("nan")})
+    return pd.DataFrame(rows, columns=["run_id", "n", "correct", "shifted_up", "shifted_down", "other",
                                        "not_found", "accuracy"])
+
+
+def case_outcomes(per_case: pd.DataFrame) -> pd.DataFrame:
+    """Cases (rows, with their anomalies and protocol) by runs (columns): the outcome of each case."""
+    if per_case.empty:
+        return pd.DataFrame()
+    frame = per_case.assign(outcome=outcome(per_case))
+    table = frame.pivot_table(index="case_id", columns="run_id", values="outcome", aggfunc="first")
+    info = frame.drop_duplicates("case_id").set_index("case_id")
+    for col in ("protocol", "anomalies"):
+        if col in info:
+            table.insert(0, col, info[col].reindex(table.index).fillna(""))
+    return table
+
+
+def best_run(results_dir: str | Path = "results", scale: str = "quick", method: str = "3D U-Net") -> str | None:
+    """The run_id of `method` with the highest L1 accuracy in Table 2 at `scale` (None if none ran)."""
+    table = table2(results_dir, scale)
+    table = table[(table["method"] == method) & table["l1_acc_test_ours"].notna()]
+    if table.empty:
+        return None
+    return str(table.sort_values(["l1_acc_test_ours", "avg_err_test_mm_ours"],
+                                 ascending=[False, True]).iloc[0]["run_id"])
 
 
 def accuracy_by_stratum(per_case: pd.DataFrame) -> pd.DataFrame:

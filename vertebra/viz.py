@@ -138,6 +138,21 @@ def projections(image: Volume, labels: Volume | None = None, *, window_hu=WINDOW
     return fig
 
 
+def marked_orthoslices(image: Volume, labels: Volume | None, predicted_mm, *, title: str | None = None,
+                       window_hu=WINDOW_HU):
+    """`orthoslices` through the true L1 with a cross at a predicted L1 centroid (world x, y, z mm).
+
+    Used for the failure gallery: the colours show the true labels, the cross where a method put L1.
+    """
+    fig = orthoslices(image, labels, None, window_hu=window_hu, title=title)
+    if predicted_mm is None or not np.all(np.isfinite(predicted_mm)):
+        return fig
+    z, y, x = image.world_to_index([predicted_mm])[0]
+    for ax, (col, row) in zip(fig.axes, ((x, y), (y, z), (x, z))):
+        ax.plot([col], [row], marker="x", color="yellow", markersize=12, mew=3)
+    return fig
+
+
 def figure_png(fig, dpi: int = 80) -> bytes:
     """PNG bytes of a matplotlib figure (the figure is closed)."""
     import matplotlib.pyplot as plt
