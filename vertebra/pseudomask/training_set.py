@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..image import Volume
 from ..io import read_image, write_image
 from .alignment import align_to_l1, l1_segment
+from .bmd import trabecular_bmd_hu
 from .cases import case_id_of, case_meta, ct_path
 from .pipeline import TOOL_VERSION, segment_spine
 
@@ -53,15 +54,19 @@ def pseudo_case(case_dir: str | Path, cache=None) -> tuple[Volume, dict]:
     started = time.perf_counter()
     result = segment_spine(image)
     seconds = time.perf_counter() - started
+    bmd, bmd_voxels = float("nan"), 0
     if result.n_vertebrae == 0:
         aligned, anchor, dist = result.labels, None, None
     else:
         anchor, dist = l1_segment(result.labels, l1)
         aligned = align_to_l1(result.labels, l1)
+        bmd, bmd_voxels = trabecular_bmd_hu(result.canonical.array, result.watershed.after == anchor,
+                                            result.straightened.frame)
     write_image(aligned, labels_path)
     summary = {"case_id": case_id_of(ct_path(case_dir)), "case_dir": str(case_dir), "seconds": round(seconds, 3),
                "n_segments": result.n_vertebrae, "l1_segment": anchor,
                "l1_distance_mm": None if dist is None else round(dist, 2),
+               "bmd_estimate_hu": None if np.isnan(bmd) else round(bmd, 1), "bmd_voxels": bmd_voxels,
                "timings_s": result.timings_s, "tool_version": TOOL_VERSION,
                "labels": str(labels_path.name)}
     write_json_atomic(summary_path, summary)
