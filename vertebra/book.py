@@ -139,3 +139,45 @@ def build_book(executed_dir: str | Path, out_dir: str | Path = REPO_ROOT, *,
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
         raise RuntimeError(f"the book build failed (exit {proc.returncode}):\n{tail}")
     return out_dir / "_build" / "html"
+
+
+def external_loads(html_dir: str | Path) -> list[tuple[str, str]]:
+    """(page, url) for everything the built HTML would fetch from another host.
+
+    Counted as a fetch: any `src=`, a `<link href>`, a CSS `url(...)` and any http(s) URL inside a
+    `<script>`. Plain `<a href>` links (citations, documentation) are not fetches and are allowed.
+    """
+    import re
+    from html.parser import HTMLParser
+
+    remote = re.compile(r"^(https?:)?//", re.I)
+    found: list[tuple[str, str]] = []
+
+    class Scan(HTMLParser):
+        in_script = False
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            for key in ("src", "data-src", "poster"):
+                if attrs.get(key) and remote.match(attrs[key]):
+                    found.append((self.page, attrs[key]))
+            if tag == "link" and attrs.get("href") and remote.match(attrs["href"]):
+                found.append((self.page, attrs["href"]))
+            self.in_script = tag == "script"
+
+        def handle_endtag(self, tag):
+            self.in_script = False
+
+        def handle_data(self, data):
+            if self.in_script:
+                found.extend((self.page, u) for u in re.findall(r"https?://[^\s\"'`)]+", data))
+
+    html_dir = Path(html_dir)
+    for page in sorted(html_dir.rglob("*.html")):
+        scan = Scan()
+        scan.page = str(page.relative_to(html_dir))
+        scan.feed(page.read_text(errors="replace"))
+    for css in sorted(html_dir.rglob("*.css")):
+        for url in re.findall(r"url\(\s*['\"]?((?:https?:)?//[^)'\"]+)", css.read_text(errors="replace")):
+            found.append((str(css.relative_to(html_dir)), url))
+    return found

@@ -1,0 +1,68 @@
+"""Every notebook: a jupytext percent source with a kernelspec, a `parameters` cell first, no outputs,
+imports from `vertebra` (and the standard library) only; executed copies in the book stay small."""
+import ast
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted((ROOT / "notebooks").glob("*.py"))
+EXECUTED = sorted((ROOT / "book" / "executed").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert SOURCES
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_parameters_cell_first_and_kernelspec(path):
+    text = path.read_text()
+    assert text.startswith("# ---\n"), "jupytext header missing"
+    nb = jupytext.reads(text, fmt="py:percent")
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+    first = nb.cells[0]
+    assert first.cell_type == "code" and "parameters" in first.metadata.get("tags", []), \
+        "the first cell must be the papermill parameters cell"
+    assert {"scale", "seed"} <= {t.id for node in ast.parse(first.source).body if isinstance(node, ast.Assign)
+                                 for t in node.targets if isinstance(t, ast.Name)}
+    assert any(c.cell_type == "markdown" for c in nb.cells), "a notebook explains in markdown cells"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_no_outputs_in_sources(path):
+    nb = jupytext.reads(path.read_text(), fmt="py:percent")
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    assert "image/png" not in path.read_text() and "execution_count" not in path.read_text()
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_imports_only_from_vertebra_and_the_standard_library(path):
+    nb = jupytext.reads(path.read_text(), fmt="py:percent")
+    modules = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Import):
+                modules |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                modules.add(node.module.split(".")[0])
+    assert modules - {"vertebra"} <= set(sys.stdlib_module_names), modules
+
+
+def test_no_executed_notebooks_among_sources():
+    assert not list((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", EXECUTED, ids=lambda p: p.name)
+def test_executed_notebooks_are_small_and_carry_no_widget_state(path):
+    assert path.stat().st_size < 3_000_000, f"{path.name} is {path.stat().st_size / 1e6:.1f} MB"
+    nb = nbformat.read(path, as_version=4)
+    assert "widgets" not in nb.metadata
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            assert "application/vnd.jupyter.widget-view+json" not in output.get("data", {})
+            assert output.get("output_type") != "error", f"{path.name} holds an error output"
