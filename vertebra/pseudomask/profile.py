@@ -61,7 +61,8 @@ class DensityProfile:
 def _fill_cross_sections(bone_suv: np.ndarray) -> np.ndarray:
     plane = np.zeros((3, 3, 3), bool)
     plane[1] = ndimage.generate_binary_structure(2, 1)
-    return ndimage.binary_fill_holes(bone_suv, structure=plane)
+    closed = ndimage.binary_closing(bone_suv, structure=plane)      # bridge gaps in a thin cortex
+    return ndimage.binary_fill_holes(closed, structure=plane)
 
 
 def choose_discs(profile: np.ndarray, step_mm: float, config: ProfileConfig = ProfileConfig()) -> np.ndarray:

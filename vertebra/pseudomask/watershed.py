@@ -62,7 +62,7 @@ def _plane_structure() -> np.ndarray:
 
 def spine_bone(smoothed: np.ndarray, frame: CurvedFrame, s_range_mm, cfg: WatershedConfig):
     """Bone near the centreline (bool (z, y, x)) and each bone voxel's (s, u, v) in mm."""
-    bone = smoothed > cfg.bone_hu
+    bone = ndimage.binary_closing(smoothed > cfg.bone_hu, structure=_plane_structure())  # bridge thin-shell gaps
     filled = ndimage.binary_fill_holes(bone, structure=_plane_structure())
     holes, _ = ndimage.label(filled & ~bone, structure=_plane_structure())
     # the canal is the hole under the centreline in each slice: leave it out
