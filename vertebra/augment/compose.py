@@ -25,8 +25,11 @@ import numpy as np
 from ..image import Volume
 from .elastic import ElasticDeformation
 from .flip import Flip
-from .resample import chain, resample_pair
+from .resample import chain, displacement_field, resample_pair
 from .rotation import Rotation
+
+#: a B-spline chain is evaluated every this many voxels and interpolated in between
+DEFAULT_FIELD_STEP_VOXELS = 4
 
 #: deterministic transform classes by the name their `to_dict` writes
 TRANSFORMS = {cls.__name__: cls for cls in (Flip, Rotation, ElasticDeformation)}
@@ -38,12 +41,15 @@ class ComposedParams:
 
     transforms: tuple = ()
 
-    def apply(self, image: Volume, labels: Volume | None = None, *,
-              fill_value: float | None = None) -> tuple[Volume, Volume | None]:
+    def apply(self, image: Volume, labels: Volume | None = None, *, fill_value: float | None = None,
+              field_step_voxels: int | None = DEFAULT_FIELD_STEP_VOXELS
+              ) -> tuple[Volume, Volume | None]:
         """Transform an image (linear interpolation) and its labels (nearest neighbour).
 
         Shapes, dtypes and geometry are kept. `fill_value` fills the image where the transform
         reaches outside it (default: the image minimum, i.e. air for a CT); labels fill with 0.
+        When a B-spline is in the chain, the chain is evaluated every `field_step_voxels` voxels and
+        interpolated in between (`resample.displacement_field`); `None` evaluates it at every voxel.
         """
         if labels is not None and labels.array.shape != image.array.shape:
             raise ValueError(f"labels of shape {labels.array.shape} do not match the image's "
@@ -54,6 +60,8 @@ class ComposedParams:
             if not pending:
                 return image, labels
             transform = chain([t.sitk_transform(image) for t in pending])
+            if field_step_voxels and any(isinstance(t, ElasticDeformation) for t in pending):
+                transform = displacement_field(transform, image, field_step_voxels)
             pending.clear()
             return resample_pair(image, labels, transform, fill_value=fill_value)
 

@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..image import Volume
-from .resample import resample_pair
+from .resample import displacement_field, resample_pair
 
 #: order of the B-spline (cubic); a grid of n control points spans a mesh of n - 3 cells
 SPLINE_ORDER = 3
@@ -61,12 +61,16 @@ class ElasticDeformation:
         transform.SetParameters(field.ravel(order="F").tolist())
         return transform
 
-    def apply(self, image: Volume, labels: Volume | None = None, *,
-              fill_value: float | None = None) -> tuple[Volume, Volume | None]:
-        """Deform the image (linear) and labels (nearest neighbour) on their own grid."""
+    def apply(self, image: Volume, labels: Volume | None = None, *, fill_value: float | None = None,
+              field_step_voxels: int | None = 4) -> tuple[Volume, Volume | None]:
+        """Deform the image (linear) and labels (nearest neighbour) on their own grid; the B-spline is
+        evaluated every `field_step_voxels` voxels (None: at every voxel), see `resample`."""
         if self.is_identity:
             return image, labels
-        return resample_pair(image, labels, self.sitk_transform(image), fill_value=fill_value)
+        transform = self.sitk_transform(image)
+        if field_step_voxels:
+            transform = displacement_field(transform, image, field_step_voxels)
+        return resample_pair(image, labels, transform, fill_value=fill_value)
 
     def to_dict(self) -> dict:
         return {"name": "ElasticDeformation",

@@ -8,6 +8,13 @@ new label value can appear); points that fall outside the input take a fill valu
 
 Several transforms given at once are composed into one `sitk.CompositeTransform` and so cost one
 resampling: faster, and less blur than resampling after each transform.
+
+Evaluating a B-spline transform at every voxel is what makes elastic augmentation slow (about 0.4 µs a
+voxel). The deformation is smooth on the scale of its control grid (tens of mm), so
+`displacement_field` evaluates the whole chain once, on a grid `step_voxels` coarser than the image,
+and resampling then interpolates that field linearly. A rotation's displacement is affine, so linear
+interpolation reproduces it exactly; the B-spline part differs by hundredths of a millimetre (see the
+tests). Image and labels share the one field.
 """
 from __future__ import annotations
 
@@ -40,6 +47,26 @@ def chain(transforms: Sequence[sitk.Transform]) -> sitk.Transform:
     for transform in transforms:
         composite.AddTransform(transform)
     return composite
+
+
+def displacement_field(transform: sitk.Transform, reference: Volume,
+                       step_voxels: int) -> sitk.DisplacementFieldTransform:
+    """`transform` sampled about every `step_voxels` voxels over `reference`'s grid, as a displacement
+    field (world mm) that ITK interpolates linearly in between.
+
+    The field's first and last points sit on the first and last voxel centres of each axis: ITK's
+    B-spline is the identity outside its domain, so a field point beyond the image would be wrong.
+    """
+    if int(step_voxels) < 1:
+        raise ValueError(f"step_voxels must be a positive integer, got {step_voxels}")
+    g = reference.geometry
+    extent_voxels = np.asarray(reference.shape_xyz, dtype=float) - 1.0
+    size_xyz = [int(n) for n in np.ceil(extent_voxels / int(step_voxels)) + 1]
+    spacing_mm = [s * max(e, 1.0) / max(n - 1, 1) for s, e, n in zip(g.spacing_mm, extent_voxels,
+                                                                      size_xyz)]
+    field = sitk.TransformToDisplacementField(transform, sitk.sitkVectorFloat64, size_xyz,
+                                              g.origin_mm, spacing_mm, g.direction)
+    return sitk.DisplacementFieldTransform(field)
 
 
 def resample(volume: Volume, transform: sitk.Transform, *, is_label: bool,
