@@ -56,7 +56,8 @@ def toy_labels(ct: Volume) -> np.ndarray:
     return lab
 
 
-def write_dicom_series(volume: Volume, folder: Path, series_uid: str, study_uid: str = "1.2.826.0.1.3680043.2.1125.1") -> Path:
+def write_dicom_series(volume: Volume, folder: Path, series_uid: str,
+                       study_uid: str = "1.2.826.0.1.3680043.2.1125.1") -> Path:
     """Write `volume` as a CT DICOM series, one file per z slice, with the tags a reader needs to
     rebuild the geometry (position and orientation per slice)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -157,7 +158,8 @@ def build_corpus(root: str | Path) -> list[BadInput]:
     add("folder with two DICOM series", two, "2 DICOM series")
     add("dtype float64 (valid)", _write(hu.astype(np.float64), root / "float64.nii.gz"), None)
     add("dtype uint16, raw values without intercept",
-        _write(np.clip(hu.astype(np.int32) + 1024, 0, None).astype(np.uint16), root / "uint16.nrrd"), "rescale intercept")
+        _write(np.clip(hu.astype(np.int32) + 1024, 0, None).astype(np.uint16), root / "uint16.nrrd"),
+        "rescale intercept")
     add("dtype bool", _write((hu > 300).astype(np.uint8), root / "bool.nii.gz"), "does not look like CT")
     add("dtype bool (in memory)", root / "bool_in_memory", "boolean", loader="array:bool")
     labels = toy_labels(ct)
@@ -202,3 +204,13 @@ def message_table(entries: list[BadInput]) -> list[tuple[str, str]]:
         except InputError as exc:
             rows.append((entry.kind, exc.problem))
     return rows
+
+
+if __name__ == "__main__":   # python tests/bad_inputs.py [FOLDER]: build the corpus, print kind → message
+    import sys
+    import tempfile
+
+    folder = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="bad_inputs_")
+    entries = build_corpus(folder)
+    for entry, (kind, message) in zip(entries, message_table(entries)):
+        print(f"{kind:45s} {entry.path.name:28s} {message}")

@@ -135,8 +135,12 @@ def _remap(mask: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
 
 
 def _centroids_mm(labelled: Volume) -> dict[int, np.ndarray]:
-    present = [int(v) for v in np.unique(labelled.array) if v]
-    centres = ndimage.center_of_mass(np.ones_like(labelled.array), labelled.array, present)
+    """Centre of mass of each label, world mm (x, y, z)."""
+    index = np.nonzero(labelled.array)
+    values = labelled.array[index]
+    counts = np.bincount(values)
+    present = [int(v) for v in np.flatnonzero(counts) if v]
+    centres = np.stack([np.bincount(values, weights=i)[present] for i in index], axis=1) / counts[present, None]
     return {lab: labelled.index_to_world([c])[0] for lab, c in zip(present, centres)}
 
 
@@ -162,7 +166,7 @@ def load_real_ct(cache: str | Path | None = None) -> VerseCase:
     vertebrae = Volume(_remap(mask.array, vert_map), image.geometry)
     ribs = Volume(_remap(mask.array, rib_map), image.geometry)
     centroids = _centroids_mm(vertebrae)
-    rib_numbers = sorted({int(r) % 100 for r in np.unique(ribs.array) if r})
+    rib_numbers = sorted({int(r) % 100 for r in np.flatnonzero(np.bincount(ribs.array.ravel())) if r})
     long_ribs = [r % 100 for r, length in _rib_lengths_mm(ribs).items()
                  if r % 100 in rib_numbers and length >= RIB_RULE_MIN_LENGTH_MM]
     l1 = vertebrae.array == verse_labels.L1

@@ -216,14 +216,17 @@ def as_label_map(array: np.ndarray, path=None, allowed: frozenset[int] | None = 
         raise InputError("label map holds non-integer values", path)
     if array.dtype.kind not in "biuf":
         raise InputError(f"label map has voxel type {array.dtype}", path)
-    values = np.unique(array)
+    if array.dtype in (np.uint8, np.bool_):      # bincount is ~10x faster than unique here
+        values = np.flatnonzero(np.bincount(array.ravel().view(np.uint8), minlength=2))
+    else:
+        values = np.unique(array)
     if values.min(initial=0) < 0 or values.max(initial=0) > 255:
         raise InputError(f"label map values {values.min()}..{values.max()} are outside 0..255", path)
     if allowed is not None:
         unknown = sorted(int(v) for v in values if v != 0 and int(v) not in allowed)
         if unknown:
             raise InputError(f"label map holds unknown labels {unknown}", path)
-    return array.astype(np.uint8)
+    return array.astype(np.uint8, copy=False)
 
 
 def read_image(path: str | Path, *, kind: str = "ct", series_uid: str | None = None,
