@@ -10,7 +10,7 @@ from vertebra.image import Geometry, Volume
 
 def synthetic_spine(rng: np.random.Generator, *, n_vertebrae: int = 7, spacing_mm: float = 2.0,
                     prone: bool = False, scoliosis_mm: float = 0.0, noise_hu: float = 15.0,
-                    trabecular_hu: float = 150.0):
+                    trabecular_hu: float = 150.0, confounders: bool = False):
     """A crude lumbar-thoracic spine: (CT Volume, truth labels 1..n from the top, body centres (z, y, x) mm).
 
     Array axes (z, y, x); z = 0 is the top slice (cranial: LPS index z grows superiorly in world, but
@@ -47,8 +47,21 @@ def synthetic_spine(rng: np.random.Generator, *, n_vertebrae: int = 7, spacing_m
         top = z1 + discs[k]
     canal = np.hypot(y - cy, x - cx) < 8
     ct = np.where(canal & (ct < 100), 15.0, ct)
+    if confounders:
+        # a bony ring around fat low in the scan (a pelvis-like hole), a tagged-fluid pool in front of
+        # the spine, a band of slices with metal streaks and a band of blank (missing) slices
+        ring = np.hypot(y - 120, x - 40)
+        low = z > 0.7 * length
+        ct = np.where(low & (ring >= 10) & (ring < 14), 500.0, ct)
+        ct = np.where(low & (ring < 10), -80.0, ct)
+        pool = (np.hypot(y - 55, x - 110) < 18) & (y > 57) & (z > 0.3 * length) & (z < 0.6 * length)
+        ct = np.where(pool, 700.0, ct)
+        k = int(0.4 * nz)
+        ct[k:k + 2] = np.where(np.abs(np.asarray(y) - 100) < 90, 40.0, -1000.0) + np.where(np.abs(x - 100) < 4, 3000.0, 0.0)
     ct = ct + rng.normal(0.0, noise_hu, ct.shape)
     ct = ct.astype(np.int16)
+    if confounders:
+        ct[int(0.6 * nz):int(0.6 * nz) + 3] = -1024                     # missing slices
     if prone:
         ct, truth = ct[:, ::-1].copy(), truth[:, ::-1].copy()
     geometry = Geometry(spacing_mm=(spacing_mm,) * 3)
@@ -72,7 +85,8 @@ def test_canal_is_found_behind_the_bodies(spine):
     assert np.all(line.anterior_yx[:, 0] < -0.9), "the body direction points anterior (-y)"
 
 
-@pytest.mark.parametrize("kw", [{}, {"prone": True}, {"scoliosis_mm": 15.0, "trabecular_hu": 70.0}])
+@pytest.mark.parametrize("kw", [{}, {"prone": True}, {"scoliosis_mm": 15.0, "trabecular_hu": 70.0},
+                                {"confounders": True, "prone": True}])
 def test_vertebra_count_within_one(kw):
     from vertebra.pseudomask import segment_spine
     ct, truth, _ = synthetic_spine(np.random.default_rng(1), **kw)

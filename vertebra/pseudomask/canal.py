@@ -85,7 +85,11 @@ def _body_direction(bone_filled: np.ndarray, centre_yx: np.ndarray, spacing_yx, 
     k = max(1, cfg.n_directions // 12)
     wedge = sum(np.roll(per_ray, s) for s in range(-k, k + 1))
     best = int(np.argmax(wedge))
-    return np.array([np.sin(angles[best]), np.cos(angles[best])]), wedge[best] / (len(radii_mm) * (2 * k + 1))
+    opposite = (best + cfg.n_directions // 2) % cfg.n_directions
+    # one-sidedness: a canal has the body in front and only a thin arch behind; a hole inside a ring of
+    # bone (pelvis, a trabecular core) has bone all round
+    contrast = (wedge[best] - wedge[opposite]) / (len(radii_mm) * (2 * k + 1))
+    return np.array([np.sin(angles[best]), np.cos(angles[best])]), max(contrast, 0.0)
 
 
 def detect_canal(image: Volume, config: CanalConfig = CanalConfig(),

@@ -39,6 +39,8 @@ class CentrelineConfig:
     smooth_mm: float = 8.0
     #: extrapolation beyond the first / last detection (mm along z)
     extend_mm: float = 30.0
+    #: candidates scoring below this fraction of the 90th-percentile score do not shape the rough path
+    min_relative_score: float = 0.4
     #: fewest detected slices for a usable centreline
     min_detections: int = 5
 
@@ -95,11 +97,14 @@ def fit_centreline(cand: CanalCandidates, shape_zyx, spacing_zyx,
     spacing_yx = np.array([sy, sx])
     if len(cand) < cfg.min_detections:
         raise InputError(f"the spinal canal was found in only {len(cand)} slices; is this a CT of the spine?")
-    # 1. the best-scoring candidate per slice, then a running median of those: the rough path
+    # 1. the best-scoring candidate per slice, among the clearly canal-like ones (bone on one side
+    #    only), then a running median of those: the rough path
     zc = np.round(cand.zyx[:, 0]).astype(int)
+    strong = cand.score >= cfg.min_relative_score * np.percentile(cand.score, 90)
     best = {}
     for i in np.argsort(-cand.score):
-        best.setdefault(zc[i], i)
+        if strong[i]:
+            best.setdefault(zc[i], i)
     first = np.array(sorted(best.values()))
     rough = _running_median(zc[first], cand.zyx[first, 1:], cfg.median_window_mm / sz)
     path_z = zc[first]

@@ -81,6 +81,18 @@ class PseudoMaskResult:
                 "discs_world_mm": self.discs_world_mm().round(2).tolist(), "tool_version": TOOL_VERSION}
 
 
+def bridge_missing_slices(array_zyx: np.ndarray, blank_hu: float = -900.0) -> np.ndarray:
+    """Replace blank axial slices (missing data: nothing above `blank_hu`) by the nearest real slice,
+    so that a gap in the series is not read as a disc. Returns `array_zyx` itself when none is blank."""
+    blank = array_zyx.reshape(len(array_zyx), -1).max(axis=1) < blank_hu
+    if not blank.any() or blank.all():
+        return array_zyx
+    real = np.flatnonzero(~blank)
+    nearest = real[np.abs(np.arange(len(array_zyx))[:, None] - real[None, :]).argmin(axis=1)]
+    log.info("%d blank slices bridged", int(blank.sum()))
+    return array_zyx[nearest]
+
+
 def segment_spine(image: Volume, config: PseudoMaskConfig = PseudoMaskConfig()) -> PseudoMaskResult:
     """Segment and number the vertebrae of a CT (HU) with the classical pipeline (§2.1)."""
     timings = {}
@@ -93,6 +105,7 @@ def segment_spine(image: Volume, config: PseudoMaskConfig = PseudoMaskConfig()) 
         t0 = now
 
     canon, how = to_canonical(image)
+    canon = canon.with_array(bridge_missing_slices(canon.array))
     smoothed = smooth_in_plane(canon, config.canal.smooth_mm)
     lap("smooth")
     candidates = detect_canal(canon, config.canal, smoothed)

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class ProfileConfig:
     bone_hu: float = 200.0
     #: body window in the straightened volume: u from .. to (mm, anterior of the canal centre), |v| <=
-    body_u_mm: tuple[float, float] = (7.0, 50.0)
+    body_u_mm: tuple[float, float] = (7.0, 45.0)
     body_half_width_mm: float = 10.0
     #: normalisation by the running maximum over this half-window (mm): small T1 bodies count as L5 ones
     normalise_mm: float = 30.0
@@ -125,7 +125,14 @@ def density_profile(straight: Straightened, config: ProfileConfig = ProfileConfi
     window = filled[:, win_u][:, :, win_v]
     fraction = window.mean(axis=(1, 2))
     mean_hu = arr[:, win_u][:, :, win_v].mean(axis=(1, 2))
-    valid = (arr[:, win_u][:, :, win_v] > -999).mean(axis=(1, 2)) > 0.5
+    # planes outside the scan, or blank (missing slices, padding at -1000 and below), carry no profile:
+    # inside the scan they are bridged by interpolation rather than read as discs
+    valid = (arr[:, win_u][:, :, win_v] > -990).mean(axis=(1, 2)) > 0.5
+    if valid.any() and not valid.all():
+        inner = np.arange(len(s))
+        fraction = np.interp(inner, inner[valid], fraction[valid])
+        first, last = np.flatnonzero(valid)[[0, -1]]
+        valid = (inner >= first) & (inner <= last)
     smooth = ndimage.gaussian_filter1d(fraction, 1.0 / step)
     running_max = ndimage.maximum_filter1d(smooth, int(2 * cfg.normalise_mm / step) + 1)
     normalised = np.where(valid, smooth / np.maximum(running_max, 0.05), 0.0)

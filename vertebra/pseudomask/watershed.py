@@ -34,7 +34,7 @@ class WatershedConfig:
     bone_hu: float = 180.0
     #: box around the centreline: posterior, anterior, lateral half-width (mm)
     posterior_mm: float = 60.0
-    anterior_mm: float = 60.0
+    anterior_mm: float = 50.0
     lateral_mm: float = 45.0
     #: seed radius (mm) and the lamina seed's distance behind the canal centre (mm)
     seed_radius_mm: float = 5.0
