@@ -1,0 +1,154 @@
+"""The instance method's pieces: levels, patches, model, traversal (with an oracle network), pipeline, weights."""
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from vertebra.errors import InputError
+from vertebra.instance.levels import label_to_level, level_to_label, levels_of
+from vertebra.instance.patches import PatchConfig, PatchSampler, crop
+from vertebra.instance.pipeline import label_spine, merge_traversals
+from vertebra.instance.scan import prepare_scan
+from vertebra.instance.toy import toy_spine
+from vertebra.instance.traversal import TraversalConfig, traverse
+from vertebra.instance.weights import InstanceBundle, load_bundle
+from vertebra.models.instance_unet import InstanceUNet, InstanceUNetConfig
+
+
+@pytest.fixture(scope="module")
+def toy():
+    image, labels = toy_spine(np.random.default_rng(0), first_label=17, count=6)
+    return image, labels, prepare_scan(image, labels, spacing_mm=4.0)
+
+
+class Oracle(torch.nn.Module):
+    """Stands in for a trained net: segments the next bone blob (top-down: the highest outside memory)."""
+
+    def __init__(self, direction="down"):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.direction = direction
+
+    def forward(self, x):
+        img, mem = x[0, 0].numpy(), x[0, 1].numpy() > 0.5
+        bone = (img > 0.1) & ~mem                               # 250 HU → 0.167 after the window
+        comp, n = ndimage.label(bone)
+        seg = np.full(img.shape, -10.0, np.float32)
+        sizes = np.bincount(comp.ravel())
+        blobs = [i for i in range(1, n + 1) if sizes[i] >= 20]            # ignore noise specks
+        if blobs:
+            z = dict(zip(blobs, ndimage.center_of_mass(bone, comp, blobs)))
+            pick = (max if self.direction == "down" else min)(blobs, key=lambda i: z[i][0])
+            seg[comp == pick] = 10.0
+        return {"segmentation": torch.from_numpy(seg)[None, None], "level": torch.tensor([20.0]),
+                "completeness": None}
+
+
+def test_levels_align_l1_to_20():
+    assert [label_to_level(v) for v in (19, 20, 25)] == [19, 20, 25]
+    assert levels_of([18, 19, 28, 20, 26]) == {18: 17, 19: 18, 28: 19, 20: 20}   # T13 shifts T12 up; no sacrum
+    assert all(level_to_label(label_to_level(v, True), True) == v for v in (8, 19, 28, 20, 24))
+    with pytest.raises(ValueError):
+        label_to_level(26)
+
+
+def test_crop_pads_outside():
+    a = np.ones((4, 4, 4), np.int16)
+    p, corner = crop(a, (3, 3, 3), 4, -5)
+    assert p.shape == (4, 4, 4) and corner.tolist() == [1, 1, 1] and (p[3] == -5).all() and p[0, 0, 0] == 1
+
+
+def test_prepared_scan_is_z_up(toy):
+    _, labels, scan = toy
+    z_of = {lab: np.argwhere(scan.labels == lab)[:, 0].mean() for lab in (17, 22)}
+    assert z_of[17] > z_of[22]                                  # the first (cranial) vertebra is higher
+
+
+@pytest.mark.parametrize("mode", ["top-down", "bottom-up", "bidirectional"])
+def test_patches_are_reproducible_and_consistent(toy, mode):
+    scan = toy[2]
+    cfg = PatchConfig(patch_voxels=32, spacing_mm=4.0, mode=mode, augment=False, edge_fraction=0.2)
+    sampler = PatchSampler([scan], cfg, batch_size=6, seed=3)
+    a, b = sampler(5), sampler(5)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["image"], sampler(6)["image"])
+    assert a["image"].shape == (6, 1, 32, 32, 32) and a["image"].min() >= 0 and a["image"].max() <= 1
+    assert (a["memory"] * a["target"]).sum() == 0               # memory and target never overlap
+    empty = a["level"] == 0
+    assert (a["target"][empty].sum() == 0) and (a["level"][~empty] >= 17).all()
+
+
+def test_top_down_memory_lies_above_the_target(toy):
+    cfg = PatchConfig(patch_voxels=32, spacing_mm=4.0, mode="top-down", augment=False, empty_fraction=0)
+    batch = PatchSampler([toy[2]], cfg, batch_size=8, seed=0)(0)
+    for mem, tgt in zip(batch["memory"][:, 0], batch["target"][:, 0]):
+        if mem.sum() and tgt.sum():
+            assert np.argwhere(mem.numpy())[:, 0].min() > np.argwhere(tgt.numpy())[:, 0].max()
+
+
+def test_augmented_patches_keep_shape(toy):
+    cfg = PatchConfig(patch_voxels=32, spacing_mm=4.0, mode="top-down", augment=True)
+    batch = PatchSampler([toy[2]], cfg, batch_size=2, seed=1)(0)
+    assert batch["target"].shape == (2, 1, 32, 32, 32) and set(batch["target"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_model_outputs_and_quick_preset():
+    from vertebra.experiments import get_scale
+    cfg = InstanceUNetConfig.for_scale(get_scale("smoke"), completeness_head=True)
+    net = InstanceUNet(cfg)
+    out = net(torch.zeros(1, 2, 32, 32, 32))
+    assert out["segmentation"].shape == (1, 1, 32, 32, 32) and out["completeness"].shape == (1,)
+    assert InstanceUNetConfig().features == 16 and InstanceUNetConfig().dropout == 0.3
+
+
+@pytest.mark.parametrize("direction", ["down", "up"])
+def test_traversal_with_an_oracle_finds_every_vertebra_in_order(toy, direction):
+    scan = toy[2]
+    cfg = TraversalConfig(patch_voxels=32, scan_stride_voxels=16, min_bone_cm3=0.5)
+    result = traverse(Oracle(direction), scan, cfg, direction)
+    labels = [17, 18, 19, 20, 21, 22]
+    assert len(result.vertebrae) == 6
+    expected = labels if direction == "down" else labels[::-1]
+    for v, lab in zip(result.vertebrae, expected):
+        mask = result.instances == v.index + 1
+        truth = scan.labels == lab
+        assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) > 0.95
+    assert result.passes / len(result.vertebrae) <= 6
+    assert result.stop_reason in ("no_bone", "scan_end")
+
+
+def test_merging_two_directions_keeps_each_vertebra_once(toy):
+    scan = toy[2]
+    cfg = TraversalConfig(patch_voxels=32, scan_stride_voxels=16, min_bone_cm3=0.5)
+    down = traverse(Oracle("down"), scan, cfg, "down")
+    up = traverse(Oracle("up"), scan, cfg, "up")
+    merged, evidence = merge_traversals(down, up)
+    assert len(evidence) == 6 and all(len(e["levels"]) == 2 for e in evidence)
+    assert set(np.unique(merged)) == set(range(7))
+
+
+def test_pipeline_and_bundle_round_trip(toy, tmp_path):
+    image = toy[0]
+    net = InstanceUNet(InstanceUNetConfig(features=4))
+    bundle = InstanceBundle({"down": net}, 4.0, TraversalConfig(patch_voxels=32, scan_stride_voxels=16),
+                            {"run_id": "test"})
+    path = bundle.save(tmp_path / "w.pt")
+    again = load_bundle(path)
+    x = torch.rand(1, 2, 32, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(net.eval()(x)["level"], again.models["down"](x)["level"], atol=1e-2)
+    oracle = InstanceBundle({"down": Oracle("down")}, 4.0,
+                            TraversalConfig(patch_voxels=32, scan_stride_voxels=16, min_bone_cm3=0.5))
+    result = label_spine(oracle, image)
+    assert result.mask.array.shape == image.array.shape
+    # every vertebra says 20: the best orderings centre the six on L1; the tie goes to the cranial one
+    assert [v["label"] for v in result.levels] == [17, 18, 19, 20, 21, 22]
+    assert result.l1 is not None and result.l1["confidence"]["posterior"] > 0
+
+
+def test_bad_weights_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_bundle(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(InputError, match="readable"):
+        load_bundle(tmp_path / "junk.pt")

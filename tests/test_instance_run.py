@@ -1,0 +1,53 @@
+"""One instance row end to end on toy spines (smoke scale, a few steps), and the per-stratum summary."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from vertebra.instance.evaluation import summarise_by_stratum
+from vertebra.instance.run import model_directions
+from vertebra.metrics import score_l1
+
+
+TRUTH = {19: (0, 0, 35.0), 20: (0, 0, 0.0), 21: (0, 0, -35.0)}
+
+
+def _record(case_id, correct, anomalies=""):
+    record = score_l1(case_id, (0, 0, 1.0) if correct else (0, 0, 33.0), TRUTH)
+    return {**record, "anomalies": anomalies, "dice": 0.8, "id_rate": 0.5, "passes_per_vertebra": 3.0,
+            "seconds": 1.0}
+
+
+def test_strata_count_each_anomaly():
+    strata = summarise_by_stratum([_record("a", True), _record("b", False, "t13"),
+                                   _record("c", True, "t13;metal")])
+    assert set(strata) == {"all", "none", "t13", "metal"}
+    assert strata["all"]["n"] == 3 and strata["t13"]["n"] == 2 and strata["t13"]["l1_acc"] == 0.5
+    assert strata["none"]["l1_acc"] == 1.0 and strata["all"]["dice"] == pytest.approx(0.8)
+
+
+def test_model_directions_per_row():
+    base = {"mode": "top-down", "fix_combine_directions": False}
+    assert model_directions(base) == {"down": "top-down"}
+    assert model_directions({**base, "mode": "bottom-up"}) == {"up": "bottom-up"}
+    assert model_directions({**base, "fix_combine_directions": True}) == {"down": "top-down", "up": "bottom-up"}
+
+
+@pytest.mark.slow
+def test_run_row_writes_every_result_file(tmp_path, monkeypatch):
+    from vertebra.instance.run import run_row
+    from vertebra.instance.toy import write_toy_cases
+    monkeypatch.setenv("HOME", str(tmp_path))                  # training checkpoints go to a private cache
+    import vertebra.cache
+    monkeypatch.setattr(vertebra.cache, "DEFAULT_CACHE", tmp_path / "cache")
+    cases = write_toy_cases(tmp_path / "cases", 4, np.random.default_rng(0))
+    out = tmp_path / "run"
+    metrics = run_row({"scale": "smoke", "iterations": 2, "run_id": "instance", "fix_completeness_head": True,
+                       "fix_edge_patches": True}, out, train_cases=cases[:3], test_cases=cases[3:],
+                      table2_path=tmp_path / "table2.csv")
+    for name in ("params.json", "metrics.json", "per_case.csv", "train_log.csv", "provenance.json", "weights.pt"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "metrics.json").read_text())["n_test"] == 1 == metrics["n_test"]
+    rows = list(csv.DictReader(open(tmp_path / "table2.csv")))
+    assert rows[0]["run_id"] == "instance" and rows[0]["scale"] == "smoke" and rows[0]["method"] == "Instance"

@@ -1,0 +1,76 @@
+"""Scoring the labelled spine on test scans: the Table 2 measures, the VerSe id rate, per anomaly stratum.
+
+Per case (`evaluate_case`): the L1 decision (`vertebra.metrics.score_l1`: correct, craniocaudal error in
+mm, shift), the mean per-vertebra Dice over the true vertebrae (sacrum excluded; a true vertebra with no
+predicted counterpart scores 0), the VerSe identification rate, and the cost (network passes per
+vertebra found, traversal and network seconds).
+
+Strata (`summarise_by_stratum`): every anomaly named in a case's meta ("lumbarization", "t13",
+"rudimentary_12th_rib", ...) is a stratum, plus "none" for cases without any, plus "all"; a case with two
+anomalies counts in both.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..metrics import dice, identification_rate, score_l1, summarise
+from .levels import is_target
+from .pipeline import label_spine
+from .weights import InstanceBundle
+
+
+def per_vertebra_dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean Dice over the target labels of ``truth`` (NaN when it has none)."""
+    labels = [int(v) for v in np.unique(truth) if v and is_target(int(v))]
+    if not labels:
+        return math.nan
+    return float(np.mean([dice(pred == lab, truth == lab) for lab in labels]))
+
+
+def evaluate_case(bundle: InstanceBundle, case) -> dict:
+    """Label one `vertebra.io.VerseCase` and score it against its truth (see module docstring)."""
+    result = label_spine(bundle, case.image)
+    l1 = result.l1
+    record = score_l1(case.case_id, None if l1 is None else l1["centroid_mm"], case.centroids_mm)
+    truth_targets = {k: v for k, v in case.centroids_mm.items() if is_target(k)}
+    n_found = len(result.levels)
+    record.update({
+        "protocol": case.meta.get("protocol", ""),
+        "anomalies": ";".join(case.meta.get("anomalies", [])),
+        "n_true": len(truth_targets), "n_found": n_found,
+        "dice": per_vertebra_dice(result.mask.array, case.vertebrae.array) if case.vertebrae is not None
+        else math.nan,
+        "id_rate": identification_rate(result.centroids_mm, truth_targets),
+        "passes": result.passes,
+        "passes_per_vertebra": result.passes / n_found if n_found else math.nan,
+        "seconds": round(result.seconds, 3), "network_seconds": round(result.network_seconds, 3),
+        "l1_confidence": None if l1 is None else l1["confidence"]["log_likelihood_margin"],
+        "stop": "/".join(t.stop_reason for t in result.traversals),
+    })
+    return record
+
+
+def _mean(values) -> float:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def summarise_instance(records: list[dict]) -> dict:
+    """`vertebra.metrics.summarise` plus the instance method's own means (Dice, id rate, passes)."""
+    out = summarise(records)
+    out.update({"dice": _mean(r["dice"] for r in records), "id_rate": _mean(r["id_rate"] for r in records),
+                "passes_per_vertebra": _mean(r["passes_per_vertebra"] for r in records),
+                "seconds_per_scan": _mean(r["seconds"] for r in records)})
+    return out
+
+
+def summarise_by_stratum(records: list[dict]) -> dict[str, dict]:
+    """{stratum: summary} for "all", "none" and every anomaly that occurs (see module docstring)."""
+    strata: dict[str, list[dict]] = {"all": list(records)}
+    for r in records:
+        names = [a for a in r.get("anomalies", "").split(";") if a] or ["none"]
+        for a in names:
+            strata.setdefault(a, []).append(r)
+    return {k: summarise_instance(v) for k, v in strata.items()}

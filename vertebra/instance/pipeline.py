@@ -1,0 +1,127 @@
+"""From a scan to a labelled spine: prepare → traverse (one or both ways) → order (Eq. 2) → labels.
+
+`label_spine(bundle, image)` runs the traversal of every model in the bundle ("down" = top-down,
+"up" = bottom-up). With both (fix (a) of §3.2: a top-down and a bottom-up model combined), the two sets
+of instances are merged: a bottom-up vertebra that overlaps a top-down one (Dice ≥ ``same_dice``) is the
+same vertebra and their levels are averaged; one that barely overlaps anything (< ``new_overlap`` of its
+voxels) is added — typically the vertebrae at the far end of the other traversal. The instances are then
+sorted top to bottom and labelled by `ordering.most_likely_ordering`; a vertebra that the completeness head
+(fix (c)) calls partial keeps its mask but does not vote on the ordering.
+
+The labelled mask comes back on the input scan's grid (nearest neighbour, world space), with, per
+vertebra, its label, name, centroid (world mm, x y z), craniocaudal range (world z, mm) and the L1
+decision's confidence.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from ..image import Volume
+from ..labels import L1, name
+from .ordering import Ordering, most_likely_ordering
+from .scan import PreparedScan, back_to_input, prepare_scan
+from .traversal import TraversalResult, traverse
+from .weights import InstanceBundle
+
+
+@dataclass
+class SpineLabelling:
+    """The result of `label_spine`."""
+
+    prepared: PreparedScan
+    labels_prepared: np.ndarray          # (z, y, x) VerSe labels on the prepared (isotropic) grid
+    mask: Volume | None                  # the same on the input grid (None when not requested)
+    levels: list[dict]                   # top to bottom: label, name, centroid_mm, z_range_mm, ...
+    ordering: Ordering
+    traversals: list[TraversalResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def l1(self) -> dict | None:
+        """The entry of the vertebra labelled L1, or None when the labelling holds no L1."""
+        return next((v for v in self.levels if v["label"] == L1), None)
+
+    @property
+    def centroids_mm(self) -> dict[int, tuple]:
+        return {v["label"]: tuple(v["centroid_mm"]) for v in self.levels}
+
+    @property
+    def passes(self) -> int:
+        return sum(t.passes for t in self.traversals)
+
+    @property
+    def network_seconds(self) -> float:
+        return sum(t.network_seconds for t in self.traversals)
+
+
+def merge_traversals(down: TraversalResult, up: TraversalResult, same_dice: float = 0.3,
+                     new_overlap: float = 0.2) -> tuple[np.ndarray, list[dict]]:
+    """Combine a top-down and a bottom-up traversal into one instance map and per-instance evidence."""
+    merged = down.instances.copy()
+    evidence = [{"levels": [v.level], "completeness": [v.completeness]} for v in down.vertebrae]
+    for v in up.vertebrae:
+        region = up.instances == v.index + 1
+        overlap = np.bincount(merged[region].ravel(), minlength=len(evidence) + 1)
+        best = int(np.argmax(overlap[1:])) + 1 if len(overlap) > 1 else 0
+        if best and overlap[best] > 0:
+            size_best = int((merged == best).sum())
+            if 2 * overlap[best] / (region.sum() + size_best) >= same_dice:
+                evidence[best - 1]["levels"].append(v.level)
+                evidence[best - 1]["completeness"].append(v.completeness)
+                continue
+        if overlap[1:].sum() < new_overlap * region.sum():
+            merged[region & (merged == 0)] = len(evidence) + 1
+            evidence.append({"levels": [v.level], "completeness": [v.completeness]})
+    return merged, evidence
+
+
+def _relabel(instances: np.ndarray, evidence: list[dict], prepared: PreparedScan) -> tuple:
+    """Sort instances top to bottom (z up), order them by Eq. 2 and paint the VerSe label map."""
+    ids = [i + 1 for i in range(len(evidence))]
+    present = [i for i in ids if np.any(instances == i)] if ids else []
+    centroids = dict(zip(present, ndimage.center_of_mass(np.ones_like(instances), instances, present))) \
+        if present else {}
+    top_first = sorted(present, key=lambda i: -centroids[i][0])
+    levels = [float(np.mean(evidence[i - 1]["levels"])) for i in top_first]
+    comp = [[c for c in evidence[i - 1]["completeness"] if c is not None] for i in top_first]
+    weights = [0.0 if c and np.mean(c) < 0.5 else 1.0 for c in comp]
+    ordering = most_likely_ordering(levels, weights=weights if any(weights) else None)
+    lut = np.zeros(max(ids, default=0) + 1, np.uint8)
+    entries = []
+    spacing = prepared.spacing_mm
+    for k, inst in enumerate(top_first):
+        lut[inst] = ordering.labels[k]
+        zs = np.nonzero(np.any(instances == inst, axis=(1, 2)))[0]
+        world = prepared.volume(instances).index_to_world([centroids[inst]])[0]
+        z_ends = prepared.volume(instances).index_to_world([[zs.min() - 0.5, *centroids[inst][1:]],
+                                                            [zs.max() + 0.5, *centroids[inst][1:]]])[:, 2]
+        entries.append({"label": int(ordering.labels[k]), "name": name(ordering.labels[k]),
+                        "level_predicted": round(levels[k], 3), "centroid_mm": [round(float(c), 2) for c in world],
+                        "z_range_mm": [round(float(z_ends.min()), 2), round(float(z_ends.max()), 2)],
+                        "completeness": round(float(np.mean(comp[k])), 3) if comp[k] else None,
+                        "volume_cm3": round(float((instances == inst).sum()) * spacing ** 3 / 1000, 2)})
+    return lut[instances], entries, ordering
+
+
+def label_spine(bundle: InstanceBundle, image: Volume, map_back: bool = True) -> SpineLabelling:
+    """Label every vertebra of ``image`` (any orientation; HU) with the bundle's model(s)."""
+    t0 = time.perf_counter()
+    prepared = prepare_scan(image, spacing_mm=bundle.spacing_mm)
+    runs = {d: traverse(m, prepared, bundle.traversal, d) for d, m in sorted(bundle.models.items())}
+    if len(runs) == 2:
+        instances, evidence = merge_traversals(runs["down"], runs["up"])
+    else:
+        (only,) = runs.values()
+        instances = only.instances
+        evidence = [{"levels": [v.level], "completeness": [v.completeness]} for v in only.vertebrae]
+    labels, entries, ordering = _relabel(instances, evidence, prepared)
+    l1_conf = {"log_likelihood_margin": round(ordering.confidence, 3) if np.isfinite(ordering.confidence) else None,
+               "posterior": round(ordering.posterior, 4)}
+    for e in entries:
+        e["confidence"] = l1_conf if e["label"] == L1 else None
+    mask = back_to_input(labels, prepared, image) if map_back else None
+    return SpineLabelling(prepared, labels, mask, entries, ordering, list(runs.values()), time.perf_counter() - t0)

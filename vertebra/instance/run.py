@@ -1,0 +1,190 @@
+"""One instance row of Table 2: train on the `instance` cohort, evaluate on `ctc_test`, write the results.
+
+``run_row(params, out_dir)`` with ``params`` a row of `vertebra.experiments.INSTANCE_ROWS` plus
+``scale``, ``seed``, ``run_id`` (and optionally ``iterations``, ``n_test``):
+
+1. prepare the `instance` cohort (isotropic ``Scale.instance_spacing_mm``, −100..2000 HU); hold out 10%
+   (at least one scan) for validation;
+2. train one instance U-Net per direction with the shared loop (`vertebra.train.train`) on Eq. 1
+   (`vertebra.losses`): the row's ``mode`` gives one model ("top-down" → traversed down, "bottom-up" →
+   up, "bidirectional" → trained both ways, traversed down); fix (a) ``fix_combine_directions`` trains
+   a top-down *and* a bottom-up model and merges their traversals; fix (b) ``fix_edge_patches`` adds 15%
+   edge patches; fix (c) ``fix_completeness_head`` adds the completeness head;
+3. tune the output threshold on validation patches (mean Dice; the DICE_val column);
+4. label every `ctc_test` scan and score it (`vertebra.instance.evaluation`);
+5. write ``out_dir``: params.json, metrics.json, per_case.csv, train_log.csv, provenance.json,
+   weights.pt; upsert the row into results/table2.csv.
+
+Training checkpoints live in the cache (``<cache>/instance-train/...``), so a stopped run resumes.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..cache import cache_dir
+from ..experiments import get_scale
+from ..io import read_verse_case
+from ..losses import InstanceLossConfig, instance_loss
+from ..models.instance_unet import InstanceUNet, InstanceUNetConfig
+from ..results import provenance, update_table2, write_json_atomic, write_text_atomic
+from ..train import TrainConfig, read_log_csv, train
+from .evaluation import evaluate_case, summarise_by_stratum
+from .patches import PatchConfig, PatchSampler, network_input
+from .scan import prepare_case
+from .traversal import TraversalConfig
+from .weights import InstanceBundle
+
+log = logging.getLogger(__name__)
+
+EDGE_FRACTION = 0.15
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+DEFAULTS = {"mode": "top-down", "empty_fraction": 0.3, "fix_combine_directions": False,
+            "fix_edge_patches": False, "fix_completeness_head": False, "scale": "quick", "seed": 0,
+            "run_id": "instance", "iterations": None, "n_test": None}
+
+
+def model_directions(params: dict) -> dict[str, str]:
+    """{traversal direction: training mode} of the models a row trains."""
+    if params["fix_combine_directions"]:
+        return {"down": "top-down", "up": "bottom-up"}
+    return {"up": "bottom-up"} if params["mode"] == "bottom-up" else {"down": params["mode"]}
+
+
+def validation_batches(scans, patch: PatchConfig, directions: dict[str, str], n: int, seed: int) -> dict:
+    """Fixed vertebra patches (no augmentation, no empty ones) per direction, for threshold and Dice_val."""
+    out = {}
+    for direction, mode in directions.items():
+        cfg = PatchConfig(**{**patch.to_dict(), "mode": mode, "augment": False, "empty_fraction": 0.0,
+                             "edge_fraction": 0.0})
+        out[direction] = PatchSampler(scans, cfg, batch_size=n, seed=seed + 7919)(0)
+    return out
+
+
+@torch.no_grad()
+def threshold_dice(model, batch: dict, thresholds=THRESHOLDS) -> np.ndarray:
+    """Mean Dice of the validation patches at each output threshold."""
+    model.eval()
+    prob = torch.sigmoid(model(network_input(batch))["segmentation"]).flatten(1)
+    target = batch["target"].flatten(1) > 0.5
+    scores = []
+    for t in thresholds:
+        pred = prob > t
+        inter = (pred & target).sum(1).float()
+        scores.append(float((2 * inter / (pred.sum(1) + target.sum(1)).clamp_min(1)).mean()))
+    return np.array(scores)
+
+
+def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=None,
+            table2_path: str | Path | None = "results/table2.csv") -> dict:
+    """Train, tune, evaluate and write one instance row (see module docstring); returns metrics.json's dict."""
+    started = time.time()
+    params = {**DEFAULTS, **params}
+    scale = get_scale(params["scale"])
+    seed, out_dir = int(params["seed"]), Path(out_dir)
+    iterations = int(params["iterations"] or scale.instance_iterations)
+    if train_cases is None or test_cases is None:
+        from ..phantom import cohort
+        train_cases = train_cases or cohort("instance", spacing_mm=scale.phantom_spacing_mm,
+                                            n=scale.cohort_sizes["instance"], seed=seed)
+        test_cases = test_cases or cohort("ctc_test", spacing_mm=scale.phantom_spacing_mm,
+                                          n=scale.cohort_sizes["ctc_test"], seed=seed)
+    if params["n_test"]:
+        test_cases = list(test_cases)[:int(params["n_test"])]
+
+    scans = [prepare_case(read_verse_case(c), scale.instance_spacing_mm) for c in tqdm(train_cases, desc="prepare")]
+    n_val = max(1, round(0.1 * len(scans))) if len(scans) > 1 else 0
+    train_scans, val_scans = scans[:len(scans) - n_val], scans[len(scans) - n_val:] or scans
+    patch = PatchConfig(patch_voxels=scale.instance_patch, spacing_mm=scale.instance_spacing_mm,
+                        mode=params["mode"], empty_fraction=float(params["empty_fraction"]),
+                        edge_fraction=EDGE_FRACTION if params["fix_edge_patches"] else 0.0)
+    loss_cfg = InstanceLossConfig(n_max=max(iterations, 1), spacing_mm=scale.instance_spacing_mm)
+    net_cfg = InstanceUNetConfig.for_scale(scale, completeness_head=bool(params["fix_completeness_head"]))
+    directions = model_directions(params)
+    val = validation_batches(val_scans, patch, directions, n=8 if scale.name != "smoke" else 2, seed=seed)
+
+    models, logs, train_seconds = {}, [], 0.0
+    for direction, mode in directions.items():
+        torch.manual_seed(seed)
+        model = InstanceUNet(net_cfg)
+        sampler = PatchSampler(train_scans, PatchConfig(**{**patch.to_dict(), "mode": mode}),
+                               batch_size=scale.instance_batch, seed=seed + (0 if direction == "down" else 1))
+
+        def loss_fn(model, batch, step):
+            return instance_loss(model(network_input(batch)), batch, step, loss_cfg)
+
+        def validate(model, batch=val[direction]):
+            return {"dice_val": float(threshold_dice(model, batch, (0.5,))[0])}
+
+        train_dir = cache_dir() / "instance-train" / f"{params['run_id']}-{_digest(params, iterations)}-{direction}"
+        config = TrainConfig(iterations=iterations, batch_size=scale.instance_batch, seed=seed,
+                             checkpoint_every=max(1, iterations // 4), validate_every=max(1, iterations // 4))
+        result = train(model, sampler, loss_fn, config, train_dir, validate=validate)
+        train_seconds += sum(r.get("seconds", 0.0) for r in result.log)
+        logs += [{"direction": direction, **r} for r in read_log_csv(result.log_path)]
+        models[direction] = model.eval()
+
+    scores = np.mean([threshold_dice(models[d], val[d]) for d in models], axis=0)
+    best = int(np.argmax(scores))
+    traversal = TraversalConfig(patch_voxels=scale.instance_patch, threshold=THRESHOLDS[best],
+                                scan_stride_voxels=scale.instance_scan_stride)
+    bundle = InstanceBundle(models, scale.instance_spacing_mm, traversal, dict(params))
+
+    records = [evaluate_case(bundle, read_verse_case(c)) for c in tqdm(test_cases, desc="ctc_test")]
+    strata = summarise_by_stratum(records)
+    metrics = {"run_id": params["run_id"], "scale": scale.name, "seed": seed, "iterations": iterations,
+               "threshold": THRESHOLDS[best], "dice_val": float(scores[best]),
+               "dice_val_by_threshold": dict(zip(map(str, THRESHOLDS), scores.round(4).tolist())),
+               "n_train": len(train_scans), "n_val": len(val_scans), "n_test": len(records),
+               "train_seconds": round(train_seconds, 1), "test": strata["all"], "strata": strata}
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "params.json", {**params, "iterations": iterations, "patch": patch.to_dict(),
+                                                "loss": loss_cfg.__dict__, "model": net_cfg.to_dict(),
+                                                "traversal": traversal.to_dict()})
+    write_json_atomic(out_dir / "metrics.json", metrics)
+    write_text_atomic(out_dir / "per_case.csv", _csv(records))
+    write_text_atomic(out_dir / "train_log.csv", _csv(logs))
+    bundle.save(out_dir / "weights.pt")
+    write_json_atomic(out_dir / "provenance.json", provenance(seed, params, started))
+    if table2_path is not None:
+        update_table2({"method": "Instance", "classes": "1 generic class", "n_train": len(train_scans),
+                       "n_aug": None, "dice_val": round(metrics["dice_val"], 3),
+                       "avg_err_test_mm": _round(strata["all"]["avg_err_mm"]),
+                       "med_err_test_mm": _round(strata["all"]["med_err_mm"]),
+                       "l1_acc_test": _round(strata["all"]["l1_acc"], 3), "label_source": "phantom truth",
+                       "scale": scale.name, "run_id": params["run_id"], "n_test": len(records), "seed": seed},
+                      table2_path)
+    return metrics
+
+
+def _digest(params: dict, iterations: int) -> str:
+    """A short hash of what determines training, so that a changed row never resumes a stale checkpoint."""
+    import hashlib
+    import json
+    keys = ("mode", "empty_fraction", "fix_combine_directions", "fix_edge_patches", "fix_completeness_head",
+            "scale", "seed")
+    text = json.dumps({**{k: params[k] for k in keys}, "iterations": iterations}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _round(x, digits: int = 1):
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else round(float(x), digits)
+
+
+def _csv(rows: list[dict]) -> str:
+    columns: list[str] = []
+    for r in rows:
+        columns += [k for k in r if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns or ["case_id"], restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()

@@ -1,0 +1,215 @@
+"""Walking the instance U-Net along the spine, one vertebra at a time (§2.3 of the paper).
+
+On a `PreparedScan` (z index increasing towards the head), in top-down mode:
+
+1. The first box is centred (in x, y) on the mean of the bone voxels (> ``bone_hu``) in the top two
+   slices, its top edge on the scan's top slice.
+2. If the network finds less than ``min_bone_cm3`` (1 cm³) of vertebra there, the box scans the scan
+   from the top corner with a stride of ``scan_stride_voxels`` in x and y (paper: 64), then one stride
+   lower, until it finds more than ``scan_bone_cm3`` of vertebra.
+3. Centring: the box moves to the centroid of the segmented vertebra (largest connected component of
+   probability > ``threshold``, outside the memory) until the centre moves less than ``centre_tol_mm``
+   (2 mm) or after ``max_centring`` (5) passes. It only ever moves down (top-down) or up (bottom-up).
+4. The mask goes into the instance memory, with the regressed level (and completeness, if the model has
+   the head). The next box starts ``step_fraction`` of the vertebra's height further along the spine.
+5. It stops at the end of the scan, when the level exceeds ``max_level`` (24; below 1 bottom-up), when
+   no new bone is found, or after ``max_vertebrae``.
+
+Every network call is counted (``passes``), and the time spent inside the network is kept apart from
+the total, for the benchmark.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .patches import crop
+from .scan import HU_MIN, PreparedScan, to_network
+
+
+@dataclass(frozen=True)
+class TraversalConfig:
+    """The traversal's constants; defaults are the paper's (1 mm, 128³, stride 64, 1 cm³, 2 mm, 5 passes)."""
+
+    patch_voxels: int = 128
+    threshold: float = 0.5           # output threshold, tuned on validation patches (§3.2)
+    min_bone_cm3: float = 1.0
+    scan_stride_voxels: int = 64
+    scan_bone_cm3: float = 1.0
+    bone_hu: float = 200.0
+    centre_tol_mm: float = 2.0
+    max_centring: int = 5
+    max_level: float = 24.0
+    max_vertebrae: int = 25
+    step_fraction: float = 0.75
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FoundVertebra:
+    """One segmented vertebra: its instance index in ``TraversalResult.instances`` and what came with it."""
+
+    index: int
+    level: float
+    completeness: float | None
+    centroid_zyx: np.ndarray
+    z_min: int
+    z_max: int
+    voxels: int
+    passes: int
+
+
+@dataclass
+class TraversalResult:
+    """Instance map (0 = background, i + 1 = vertebra i in order of discovery) and the vertebrae found."""
+
+    instances: np.ndarray
+    vertebrae: list[FoundVertebra] = field(default_factory=list)
+    passes: int = 0
+    seconds: float = 0.0
+    network_seconds: float = 0.0
+    stop_reason: str = ""
+
+
+class Traversal:
+    """One traversal of ``model`` over ``scan`` in direction ``"down"`` (top-down) or ``"up"`` (bottom-up)."""
+
+    def __init__(self, model: torch.nn.Module, scan: PreparedScan, config: TraversalConfig, direction: str = "down"):
+        if direction not in ("down", "up"):
+            raise ValueError(f"direction must be 'down' or 'up', got {direction!r}")
+        self.model, self.scan, self.cfg = model, scan, config
+        self.sign = -1 if direction == "down" else 1              # z index change when moving along the spine
+        self.image = to_network(scan.image_hu)
+        self.memory = np.zeros(scan.shape, bool)
+        self.instances = np.zeros(scan.shape, np.int16)
+        self.voxel_cm3 = scan.spacing_mm ** 3 / 1000.0
+        self.passes, self.network_seconds = 0, 0.0
+        self.device = next(model.parameters()).device
+
+    # ------------------------------------------------------------------ one network pass
+    def segment(self, centre_zyx) -> tuple[np.ndarray, np.ndarray, float, float | None]:
+        """Network pass at ``centre_zyx`` → (mask in the patch, patch corner, level, completeness)."""
+        size = self.cfg.patch_voxels
+        img, corner = crop(self.image, centre_zyx, size, np.float32(0.0))
+        mem, _ = crop(self.memory, centre_zyx, size, False)
+        x = torch.from_numpy(np.stack([img, mem.astype(np.float32)])[None]).to(self.device)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = self.model(x)
+        self.network_seconds += time.perf_counter() - t0
+        self.passes += 1
+        prob = torch.sigmoid(out["segmentation"])[0, 0].cpu().numpy()
+        mask = (prob > self.cfg.threshold) & ~mem
+        lo, hi = np.maximum(-corner, 0), np.minimum(np.asarray(self.scan.shape) - corner, size)
+        inside = np.zeros_like(mask)
+        inside[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
+        mask &= inside                                          # nothing outside the scan
+        comp, n = ndimage.label(mask)
+        if n > 1:
+            sizes = np.bincount(comp.ravel())[1:]
+            mask = comp == (1 + int(np.argmax(sizes)))
+        completeness = None
+        if out.get("completeness") is not None:
+            completeness = float(torch.sigmoid(out["completeness"])[0])
+        return mask, corner, float(out["level"][0]), completeness
+
+    def _centroid(self, mask: np.ndarray, corner: np.ndarray) -> np.ndarray:
+        return np.argwhere(mask).mean(0) + corner
+
+    def centre_on_vertebra(self, centre_zyx) -> tuple:
+        """Re-centre on the segmented vertebra (step 3); returns (mask, corner, level, completeness, passes)."""
+        centre = np.asarray(centre_zyx, float)
+        start = self.passes
+        for _ in range(self.cfg.max_centring):
+            mask, corner, level, completeness = self.segment(centre)
+            if mask.sum() * self.voxel_cm3 < self.cfg.min_bone_cm3:
+                return mask, corner, level, completeness, self.passes - start
+            new = self._centroid(mask, corner)
+            new[0] = min(new[0], centre[0]) if self.sign < 0 else max(new[0], centre[0])   # one way only
+            moved_mm = float(np.linalg.norm(new - centre)) * self.scan.spacing_mm
+            centre = new
+            if moved_mm < self.cfg.centre_tol_mm:
+                break
+        return mask, corner, level, completeness, self.passes - start
+
+    def first_centre(self) -> np.ndarray:
+        """Step 1: x, y from the bone in the first two slices; the box's edge on the scan's edge."""
+        nz, ny, nx = self.scan.shape
+        half = self.cfg.patch_voxels // 2
+        slices = self.scan.image_hu[-2:] if self.sign < 0 else self.scan.image_hu[:2]
+        bone = np.argwhere(slices > self.cfg.bone_hu)
+        yx = bone[:, 1:].mean(0) if len(bone) else np.array([(ny - 1) / 2, (nx - 1) / 2])
+        z = nz - half if self.sign < 0 else half - 1
+        return np.array([z, *yx], float)
+
+    def scan_for_bone(self, z_start: float) -> np.ndarray | None:
+        """Step 2: boxes on an x-y grid from the corner, moving along z, until enough bone is found."""
+        nz, ny, nx = self.scan.shape
+        stride, half = self.cfg.scan_stride_voxels, self.cfg.patch_voxels // 2
+        z = z_start
+        while 0 <= z < nz:
+            for y in range(half, max(ny, 2 * half) - half + 1, stride):
+                for x in range(half, max(nx, 2 * half) - half + 1, stride):
+                    mask, corner, *_ = self.segment((z, y, x))
+                    if mask.sum() * self.voxel_cm3 > self.cfg.scan_bone_cm3:
+                        return self._centroid(mask, corner)
+            z += self.sign * stride
+        return None
+
+    # ------------------------------------------------------------------ the walk
+    def run(self) -> TraversalResult:
+        t0 = time.perf_counter()
+        cfg, found, reason = self.cfg, [], "max_vertebrae"
+        centre = self.first_centre()
+        nz = self.scan.shape[0]
+        while len(found) < cfg.max_vertebrae:
+            before = self.passes
+            mask, corner, level, completeness, _ = self.centre_on_vertebra(centre)
+            if mask.sum() * self.voxel_cm3 < cfg.min_bone_cm3:
+                hit = self.scan_for_bone(centre[0]) if not found else None
+                if hit is None:
+                    reason = "no_bone"
+                    break
+                mask, corner, level, completeness, _ = self.centre_on_vertebra(hit)
+                if mask.sum() * self.voxel_cm3 < cfg.min_bone_cm3:
+                    reason = "no_bone"
+                    break
+            found.append(self._store(mask, corner, level, completeness, self.passes - before, len(found)))
+            v = found[-1]
+            if (self.sign < 0 and level > cfg.max_level) or (self.sign > 0 and level < 1.5):
+                reason = "level"
+                break
+            centre = v.centroid_zyx.copy()
+            centre[0] += self.sign * cfg.step_fraction * (v.z_max - v.z_min + 1)
+            if not 0 <= centre[0] < nz:
+                reason = "scan_end"
+                break
+        return TraversalResult(self.instances, found, self.passes, time.perf_counter() - t0,
+                               self.network_seconds, reason)
+
+    def _store(self, mask, corner, level, completeness, passes, index) -> FoundVertebra:
+        """Paste the patch mask into the scan-sized memory and instance map (clipped at the borders)."""
+        idx = np.argwhere(mask) + corner
+        inside = np.all((idx >= 0) & (idx < np.asarray(self.scan.shape)), axis=1)
+        idx = idx[inside]
+        self.memory[tuple(idx.T)] = True
+        self.instances[tuple(idx.T)] = index + 1
+        return FoundVertebra(index, level, completeness, idx.mean(0), int(idx[:, 0].min()),
+                             int(idx[:, 0].max()), len(idx), passes)
+
+
+def traverse(model: torch.nn.Module, scan: PreparedScan, config: TraversalConfig = TraversalConfig(),
+             direction: str = "down") -> TraversalResult:
+    """Segment the spine of ``scan`` vertebra by vertebra (see module docstring); model in eval mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        return Traversal(model, scan, config, direction).run()
+    finally:
+        model.train(was_training)

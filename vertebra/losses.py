@@ -1,0 +1,113 @@
+"""The instance U-Net's loss, Eq. 1 of the paper, with the λn schedule as a pure function of the step.
+
+    L = λn · FP_frac + FN_frac + β · |pL − tL|                                   (Eq. 1)
+
+Soft fractions, per patch, from the predicted foreground probability p ∈ [0, 1] and the binary target t
+(the vertebra to segment), then averaged over the batch:
+
+* ``FP_frac = Σ p·(1 − t) / Σ (1 − t)``: the share of *background* voxels predicted as vertebra;
+* ``FN_frac = Σ (1 − p)·t / Σ t``: the share of the *target* vertebra missed; 0 for an empty patch
+  (there is nothing to miss), which is why the loss still has a gradient there, unlike Dice (§2.3).
+
+Both lie in [0, 1]. Because a vertebra fills a few percent of a patch, the FP denominator is ~20x larger
+than the FN one: a voxel of background costs less than a voxel of vertebra, so the network leans to
+over-segment, and the paper tunes the output threshold afterwards (§3.2). λn (`lambda_n`) starts at 0.05
+and rises sigmoidally to 1 at ``n_max`` (the last step), so false positives weigh little at first (§2.3).
+
+The level term. The paper regresses the level in label units (L1 = 20) and uses β = 1000; it describes
+FP and FN as *numbers of voxels*. With voxel counts, β = 1000 means one level of error costs as much as
+1000 misclassified voxels, a few percent of a vertebra at 1 mm. With fractions, the same balance is
+β · |pL − tL| / V, where V is the number of voxels of a typical vertebra at the patch spacing
+(``vertebra_volume_mm3`` / voxel volume). We keep β = 1000 and divide by V: at 1 mm, V = 30,000 and one
+level of error costs 0.033; at the quick scale's 2 mm, V = 3,750 and it costs 0.27. Without the division
+the level term (β up to 24,000) would swamp the segmentation terms (≤ 2).
+
+Optional, for fix (c): a completeness term (binary cross-entropy of the completeness logit against
+"the target vertebra lies wholly inside the patch"), weighted by ``completeness_weight``, as in
+Lessmann et al. 2019; it is skipped when the model has no completeness head.
+
+>>> round(lambda_n(0, 1000), 3), round(lambda_n(1000, 1000), 3), lambda_n(500, 1000) > lambda_n(100, 1000)
+(0.05, 1.0, True)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class InstanceLossConfig:
+    """Eq. 1's constants. Defaults are the paper's (λ0 = 0.05, λ_max ≈ 1, β = 1000)."""
+
+    n_max: int = 50_000
+    lambda_start: float = 0.05
+    lambda_end: float = 1.0
+    #: steepness of the sigmoid in units of 1 / n_max (10: the rise happens mostly in the middle half)
+    lambda_steepness: float = 10.0
+    beta: float = 1000.0
+    #: volume of a typical vertebra (body and arch), mm³; turns β into a per-fraction weight (see above)
+    vertebra_volume_mm3: float = 30_000.0
+    #: isotropic voxel edge of the patches, mm (paper 1 mm)
+    spacing_mm: float = 1.0
+    completeness_weight: float = 1.0
+
+    def __post_init__(self):
+        if not 0 < self.lambda_start <= self.lambda_end:
+            raise ValueError(f"need 0 < lambda_start <= lambda_end, got {self.lambda_start}, {self.lambda_end}")
+        if self.n_max < 1 or self.spacing_mm <= 0 or self.vertebra_volume_mm3 <= 0:
+            raise ValueError("n_max, spacing_mm and vertebra_volume_mm3 must be positive")
+
+    @property
+    def level_weight(self) -> float:
+        """β / V: the weight of one level of error against the fractions (see module docstring)."""
+        return self.beta / (self.vertebra_volume_mm3 / self.spacing_mm ** 3)
+
+
+def lambda_n(step: int, n_max: int, start: float = 0.05, end: float = 1.0, steepness: float = 10.0) -> float:
+    """λn of Eq. 1: a logistic curve rescaled to be exactly ``start`` at n = 0 and ``end`` at n = n_max."""
+    def logistic(u: float) -> float:
+        return 1.0 / (1.0 + math.exp(-steepness * (u - 0.5)))
+    u = min(max(step / max(n_max, 1), 0.0), 1.0)
+    lo, hi = logistic(0.0), logistic(1.0)
+    return start + (end - start) * (logistic(u) - lo) / (hi - lo)
+
+
+def soft_fp_fn_fractions(probability: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample soft FP and FN fractions (see module docstring) of (B, 1, D, H, W) tensors → two (B,)."""
+    if probability.shape != target.shape:
+        raise ValueError(f"probability {tuple(probability.shape)} and target {tuple(target.shape)} differ")
+    p, t = probability.flatten(1), target.flatten(1).to(probability.dtype)
+    background = (1 - t).sum(1)
+    foreground = t.sum(1)
+    fp = (p * (1 - t)).sum(1) / background.clamp_min(1.0)
+    fn = ((1 - p) * t).sum(1) / foreground.clamp_min(1.0)
+    return fp, fn
+
+
+def instance_loss(outputs: dict, batch: dict, step: int, config: InstanceLossConfig) -> tuple[torch.Tensor, dict]:
+    """Eq. 1 (plus the optional completeness term) averaged over the batch.
+
+    Args:
+        outputs: the model's dict: ``"segmentation"`` logits (B, 1, D, H, W), ``"level"`` (B,), and
+            optionally ``"completeness"`` logits (B,).
+        batch: ``"target"`` (B, 1, D, H, W) in {0, 1}, ``"level"`` (B,) aligned levels (0 = empty patch),
+            and ``"complete"`` (B,) in {0, 1} when the completeness head is trained.
+    Returns:
+        the scalar loss and its terms as floats (for the training log).
+    """
+    lam = lambda_n(step, config.n_max, config.lambda_start, config.lambda_end, config.lambda_steepness)
+    prob = torch.sigmoid(outputs["segmentation"])
+    fp, fn = soft_fp_fn_fractions(prob, batch["target"])
+    level_error = (outputs["level"].reshape(-1) - batch["level"].reshape(-1).to(prob.dtype)).abs()
+    loss = (lam * fp + fn + config.level_weight * level_error).mean()
+    terms = {"lambda_n": lam, "fp_frac": float(fp.detach().mean()),
+             "fn_frac": float(fn.detach().mean()), "level_abs_err": float(level_error.detach().mean())}
+    if outputs.get("completeness") is not None and "complete" in batch:
+        bce = F.binary_cross_entropy_with_logits(outputs["completeness"].reshape(-1),
+                                                 batch["complete"].reshape(-1).to(prob.dtype))
+        loss = loss + config.completeness_weight * bce
+        terms["completeness_bce"] = float(bce.detach())
+    return loss, terms
