@@ -114,7 +114,7 @@ def test_loss_decreases_on_one_batch(toy_cases, tmp_path):
     net = UNet3D(UNetConfig(features=4, dropout=0.0))
     opt = torch.optim.Adam(net.parameters(), 1e-2)
     losses = []
-    for step in range(8):
+    for step in range(5):
         opt.zero_grad()
         loss, terms = DirectLoss(1)(net, batch, step)
         loss.backward()
@@ -179,3 +179,18 @@ def test_a_whole_row_and_the_cli(toy_cases, tmp_path):
     record = json.loads((tmp_path / "o" / "l1.json").read_text())
     assert {"l1_centroid_mm", "l1_z_range_mm", "confidence", "l1_bmd_hu", "model", "version"} <= set(record)
     assert main(["find-l1", str(tmp_path / "nope.nii.gz"), "--out", str(tmp_path / "o2")]) == 2
+
+
+def test_fcnn_slabs_and_a_few_steps(toy_cases, tmp_path):
+    from vertebra.direct_fcnn import SlabTask, train_fcnn
+    from vertebra.models import FCNNConfig
+    from vertebra.train import TrainConfig
+    samples = [load_direct_sample(c, SHAPE, "L1", "hand", cache=tmp_path) for c in toy_cases[:3]]
+    task = SlabTask(slab_slices=16)
+    image, distance = task.slab(samples[0], 0)
+    z_top_half = samples[0].geometry.origin_mm[2] + 7.5 * samples[0].geometry.spacing_mm[2]
+    assert image.shape == (16, 16, 16) and np.isclose(distance, z_top_half - samples[0].centroids_mm[20][2])
+    model, result = train_fcnn(samples[:2], samples[2:], tmp_path / "run",
+                               TrainConfig(iterations=3, batch_size=2, validate_every=3),
+                               FCNNConfig(features=4), task)
+    assert result.steps_done == 3 and result.last_validation["mae_mm_val"] >= 0
