@@ -77,7 +77,7 @@ try:
     from vertebra.phantom import cohort
 except ImportError as exc:
     cohort = None
-    print(f"the failure gallery needs the phantom generator ({exc})")
+    print(f"the failure gallery needs the phantom generator, not available here ({exc.name or exc.msg.split(' (')[0]})")
 
 if cohort is not None and len(failures):
     spec = get_scale(scale)

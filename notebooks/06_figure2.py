@@ -45,7 +45,7 @@ try:
     from vertebra.phantom import cohort
 except ImportError as exc:
     cohort = None
-    print(f"Figure 2 needs the direct method and the phantom generator ({exc})")
+    print(f"Figure 2 needs the direct method and the phantom generator, not available here ({exc.name or exc.msg.split(' (')[0]})")
 
 ready = cohort is not None and chosen is not None and weights.exists()
 if not ready:

@@ -37,8 +37,8 @@ table = tables.table2(results_dir, scale, seed)
 print(f"scale: {scale}; rows run: {int(table['l1_acc_test_ours'].notna().sum())} of {len(table)}")
 
 # %% tags=["table2"]
-numbers = table.drop(columns=["command", "reproduce"]).set_index("run_id")
-numbers.style.format(precision=2, na_rep="").set_caption(f"Table 2, paper vs. ours ({scale} scale)")
+shown = tables.table2_for_display(table)
+shown.style.format(precision=2, na_rep="").set_caption(f"Table 2, paper vs. ours ({scale} scale; Δ = ours - paper)")
 
 # %% [markdown]
 # ## Where we agree and where we do not

@@ -116,5 +116,5 @@ def test_book_table2_page_matches_the_results():
         for metric in tables.METRICS:
             for kind in ("paper", "ours"):
                 value = line[f"{metric}_{kind}"]
-                text = shown[run_id][f"{metric}_{kind}"]
+                text = shown[run_id][f"{tables.SHORT_METRIC[metric]} {kind}"]
                 assert text == ("" if pd.isna(value) else f"{value:.2f}"), (run_id, metric, kind)

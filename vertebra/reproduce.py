@@ -137,13 +137,35 @@ def fingerprint(run: NotebookRun, source: str, ws: Workspace) -> str:
     return digest.hexdigest()
 
 
-def strip_widget_state(nb) -> None:
-    """Drop widget state and widget views: the book shows the PNG beside them (see `vertebra.viz`)."""
+def tidy_for_book(nb) -> None:
+    """Prepare an executed notebook for the book.
+
+    Drops widget state and widget views (the book shows the PNG beside them, see `vertebra.viz`),
+    hides the default parameters cell (papermill's injected cell below it holds the values used) and
+    folds the injected cell's source behind a toggle. Standard-error streams (progress bars,
+    warnings that name local paths) are dropped; the book hides them anyway.
+    """
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
+        if cell.get("outputs"):
+            cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream"
+                                                            and o.get("name") == "stderr")]
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            tags.append("hide-input")
         for output in cell.get("outputs", []):
             output.get("data", {}).pop("application/vnd.jupyter.widget-view+json", None)
             output.get("data", {}).pop("application/vnd.jupyter.widget-state+json", None)
+
+
+def _relative_to_root(path: Path, root: Path) -> str:
+    """A path inside the repository as seen from its root (so executed notebooks name no machine)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _read_record(path: Path) -> dict | None:
@@ -172,7 +194,7 @@ def execute(run: NotebookRun, ws: Workspace, *, force: bool = False,
     source = src.read_text()
     params = dict(run.parameters)
     if "results_dir" in notebook_parameter_names(source):
-        params["results_dir"] = str(ws.results_dir)
+        params["results_dir"] = _relative_to_root(ws.results_dir, ws.root)
     fp = fingerprint(run, source, ws)
     old = _read_record(record_path)
     if not force and old and old.get("fingerprint") == fp and old.get("status") == "ok" and out.exists():
@@ -199,7 +221,7 @@ def execute(run: NotebookRun, ws: Workspace, *, force: bool = False,
             write_json_atomic(record_path, record)
             return record
         nb = nbformat.read(tmp_out, as_version=4)
-        strip_widget_state(nb)
+        tidy_for_book(nb)
         nbformat.write(nb, tmp_out)
         shutil.move(str(tmp_out), str(out.with_suffix(".ipynb.part")))
         out.with_suffix(".ipynb.part").replace(out)

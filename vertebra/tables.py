@@ -68,7 +68,24 @@ def table2(results_dir: str | Path = "results", scale: str = "quick", seed: int 
         line["command"] = papermill_command(row, scale, seed)
         line["reproduce"] = reproduce_command(row, scale)
         lines.append(line)
-    return pd.DataFrame(lines)
+    frame = pd.DataFrame(lines)
+    for col in ("n_train", "n_aug"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
+    return frame
+
+
+#: short column titles for the book's Table 2 (metric_kind → "metric kind")
+SHORT_METRIC = {"dice_val": "Dice val", "avg_err_test_mm": "avg err mm", "med_err_test_mm": "med err mm",
+                "l1_acc_test": "L1 acc"}
+
+
+def table2_for_display(table: pd.DataFrame) -> pd.DataFrame:
+    """Table 2 as the book shows it: indexed by run_id, short titles, no command columns."""
+    names = {f"{m}_{k}": f"{short} {'Δ' if k == 'diff' else k}" for m, short in SHORT_METRIC.items()
+             for k in ("paper", "ours", "diff")}
+    names.update(label_source="labels")
+    return (table.drop(columns=["command", "reproduce", "method"]).rename(columns=names)
+            .set_index("run_id"))
 
 
 def _number(value) -> float:
