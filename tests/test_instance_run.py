@@ -51,3 +51,21 @@ def test_run_row_writes_every_result_file(tmp_path, monkeypatch):
     assert json.loads((out / "metrics.json").read_text())["n_test"] == 1 == metrics["n_test"]
     rows = list(csv.DictReader(open(tmp_path / "table2.csv")))
     assert rows[0]["run_id"] == "instance" and rows[0]["scale"] == "smoke" and rows[0]["method"] == "Instance"
+
+
+def test_figure3_draws_one_column_per_cohort(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from vertebra.instance.figures import figure3, pick_cases
+    from vertebra.instance.toy import write_toy_cases
+    from vertebra.instance.traversal import TraversalConfig
+    from vertebra.instance.weights import InstanceBundle
+    from vertebra.models.instance_unet import InstanceUNet, InstanceUNetConfig
+
+    cases = write_toy_cases(tmp_path, 3, np.random.default_rng(1))
+    picked = pick_cases({"a": cases[:2], "b": cases[2:]}, np.random.default_rng(0))
+    assert list(picked) == ["a", "b"] and picked["b"] == cases[2]
+    bundle = InstanceBundle({"down": InstanceUNet(InstanceUNetConfig(features=4))}, 4.0,
+                            TraversalConfig(patch_voxels=32, scan_stride_voxels=32))
+    fig = figure3(bundle, picked)
+    assert len(fig.axes) == 4

@@ -86,6 +86,11 @@ def load_model(weights: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tu
         model.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
     except (KeyError, RuntimeError, TypeError, EOFError, pickle.UnpicklingError) as exc:
         raise InputError(f"is not a direct U-Net weights file ({exc})", weights) from None
+    shape = state.get("shape_zyx")
+    if not (isinstance(shape, (list, tuple)) and len(shape) == 3 and all(int(n) > 0 and int(n) % 16 == 0
+                                                                          for n in shape)):
+        raise InputError(f"weights file has no usable network grid shape_zyx ({shape!r}; three sizes "
+                         "divisible by 16 are needed)", weights)
     return model.eval(), {k: v for k, v in state.items() if k != "state_dict"}
 
 
@@ -155,18 +160,16 @@ def cli_find_l1_arguments(parser) -> None:
     parser.add_argument("scan", help="CT scan: NIfTI/NRRD/MHA file, DICOM folder or VerSe case folder")
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="U-Net weights (.pt)")
     parser.add_argument("--out", required=True, help="output folder for l1_mask.nii.gz and l1.json")
+    parser.add_argument("--series-uid", default=None, help="which series, when a DICOM folder holds several")
 
 
 def cli_find_l1(args) -> int:
     """``vertebra find-l1 SCAN --out DIR``: DIR/l1_mask.nii.gz (input geometry) and DIR/l1.json."""
-    from .io import read_image, read_verse_case, write_image
+    from .io import read_scan, write_image
 
     started = time.perf_counter()
     path = Path(args.scan)
-    if path.is_dir() and any(path.glob("*_ct.nii*")):
-        scan = read_verse_case(path).image
-    else:
-        scan = read_image(path, kind="ct")
+    scan = read_scan(path, series_uid=args.series_uid)
     model, meta = load_model(args.weights)
     mask, record = find_l1(scan, model, meta)
     record.update({"input": path.name, "weights": Path(args.weights).name,

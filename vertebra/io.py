@@ -522,6 +522,17 @@ def read_verse_case(case_dir: str | Path, *, checks: ReadChecks = ReadChecks()) 
     return VerseCase(case_id, image, masks["vertebrae"], masks["ribs"], centroids, meta, case_dir)
 
 
+def read_scan(path: str | Path, *, series_uid: str | None = None,
+              checks: ReadChecks = ReadChecks()) -> Volume:
+    """The CT of whatever a command-line user points at: an image file, a DICOM series folder, or a
+    VerSe case folder (one holding ``*_ct.nii.gz``; the whole case is read, so its label maps and
+    centroid JSON are checked too)."""
+    path = Path(path)
+    if path.is_dir() and (any(path.glob("*_ct.nii.gz")) or any(path.glob("*_ct.nii"))):
+        return read_verse_case(path, checks=checks).image
+    return read_image(path, kind="ct", series_uid=series_uid, checks=checks)
+
+
 def _json_default(x):
     if hasattr(x, "tolist"):
         return x.tolist()

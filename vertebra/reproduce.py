@@ -31,6 +31,7 @@ from pathlib import Path
 
 from .book import build_book
 from .cache import cache_dir
+from .errors import InputError
 from .experiments import DIRECT_ROWS, INSTANCE_ROWS, ROWS, get_scale
 from .results import provenance, read_table2, write_json_atomic
 
@@ -100,7 +101,7 @@ def plan(rows: str = "all", scale: str = "quick", seed: int = 0) -> list[Noteboo
         known = set(row_runs) | set(groups) | set(DATA_NOTEBOOKS) | set(SUMMARY_NOTEBOOKS)
         unknown = [w for w in wanted if w not in known]
         if unknown:
-            raise ValueError(f"unknown rows {unknown}; use all, direct, instance, a notebook name "
+            raise InputError(f"unknown rows {unknown}; use all, direct, instance, a notebook name "
                              f"or run_ids among {sorted(row_runs)}")
         ids = [i for w in wanted for i in groups.get(w, [w]) if i in row_runs]
         chosen = [row_runs[i] for i in dict.fromkeys(ids)]

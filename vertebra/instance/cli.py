@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from ..errors import InputError
-from ..io import read_image, write_image
+from ..io import read_scan, write_image
 from ..results import write_json_atomic
 from .pipeline import label_spine
 from .weights import DEFAULT_WEIGHTS, load_bundle
@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def cli_label_spine_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scan", type=Path, help="CT scan: NIfTI, NRRD, MHA or a DICOM folder")
+    parser.add_argument("scan", type=Path, help="CT scan: NIfTI/NRRD/MHA file, DICOM folder or VerSe case folder")
+    parser.add_argument("--series-uid", default=None, help="which series, when a DICOM folder holds several")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--weights", type=Path, default=None,
                         help=f"instance model bundle (default: the packaged {DEFAULT_WEIGHTS.name})")
@@ -31,11 +32,11 @@ def cli_label_spine_arguments(parser: argparse.ArgumentParser) -> None:
 def cli_label_spine(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise InputError(f"--threshold must lie strictly between 0 and 1, got {args.threshold}")
+    image = read_scan(args.scan, series_uid=args.series_uid)
     bundle = load_bundle(args.weights)
     if args.threshold is not None:
         from dataclasses import replace
         bundle.traversal = replace(bundle.traversal, threshold=args.threshold)
-    image = read_image(args.scan, kind="ct")
     result = label_spine(bundle, image)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
