@@ -194,3 +194,19 @@ def test_fcnn_slabs_and_a_few_steps(toy_cases, tmp_path):
                                TrainConfig(iterations=3, batch_size=2, validate_every=3),
                                FCNNConfig(features=4), task)
     assert result.steps_done == 3 and result.last_validation["mae_mm_val"] >= 0
+
+
+@pytest.mark.slow
+def test_smoke_scale_row_on_the_phantom(tmp_path):
+    """The smoke scale of a Table 2 row, on phantom cohorts, must finish in about two minutes."""
+    pytest.importorskip("vertebra.phantom")
+    import time
+    from vertebra.direct import run_row
+    started = time.time()
+    metrics = run_row({"run_id": "unet-l1_t12-hand-28", "classes": "L1,T12", "n_train": 28, "n_aug": 256,
+                       "label_source": "hand", "scale": "smoke", "cache": str(tmp_path / "cache")},
+                      tmp_path / "results" / "runs" / "unet-l1_t12-hand-28")
+    params = json.loads((tmp_path / "results" / "runs" / "unet-l1_t12-hand-28" / "params.json").read_text())
+    assert params["effective"]["n_train"] == 5 and params["effective"]["n_val"] == 1  # clamped to the cohort
+    assert metrics["n_test"] == 4
+    assert time.time() - started < 180

@@ -9,7 +9,10 @@ Training and evaluation of one Table 2 row is `run_row`; the command line is ``v
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,8 +179,14 @@ def cli_find_l1(args) -> int:
                    "seconds": round(time.perf_counter() - started, 2)})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_image(mask, out / "l1_mask.nii.gz")  # both writes are atomic; the JSON last marks completion
-    write_json_atomic(out / "l1.json", record)
+    staging = Path(tempfile.mkdtemp(prefix=".find-l1.", dir=out))  # both files or neither
+    try:
+        write_image(mask, staging / "l1_mask.nii.gz")
+        write_json_atomic(staging / "l1.json", record)
+        os.replace(staging / "l1_mask.nii.gz", out / "l1_mask.nii.gz")
+        os.replace(staging / "l1.json", out / "l1.json")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     log.info("L1 %s in %.1f s", "found" if record["l1_found"] else "not found", record["seconds"])
     return 0
 

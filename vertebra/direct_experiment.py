@@ -48,7 +48,8 @@ def split_cohorts(params: dict, scale) -> dict[str, list[Path]]:
     from .phantom import cohort
 
     def get(name):
-        return cohort(name, spacing_mm=scale.phantom_spacing_mm, n=scale.cohort_sizes.get(name), seed=0)
+        return cohort(name, spacing_mm=scale.phantom_spacing_mm, n=scale.cohort_sizes.get(name), seed=0,
+                      cache=params.get("cache"), progress=False)
     hand = get("hand")
     n_val = max(1, min(10, len(hand) - int(params["n_train"])))
     val = hand[-n_val:]
