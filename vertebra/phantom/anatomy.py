@@ -178,9 +178,9 @@ def sample_anatomy(rng: np.random.Generator, force: tuple[str, ...] | None = Non
         elif number == 12:
             ribs[k] = (rng.uniform(50, 150), rng.uniform(50, 150))
         else:  # a 13th rib is a short stub, so the rib rule takes T13 for L1
-            ribs[k] = (rng.uniform(15, 38), rng.uniform(15, 38))
+            ribs[k] = (rng.uniform(15, 35), rng.uniform(15, 35))
     if "rudimentary_12th_rib" in anomalies:
-        ribs[19] = (rng.uniform(12, 38), rng.uniform(12, 38))
+        ribs[19] = (rng.uniform(12, 35), rng.uniform(12, 35))
     if "absent_12th_rib" in anomalies:
         ribs[19] = (0.0, 0.0)
 

@@ -46,6 +46,7 @@ class PhantomCase:
     centroids_mm: dict[int, np.ndarray]
     meta: dict
     anatomy: Anatomy
+    fluid: Volume | None = None      # tagged colonic fluid (1), for the bone-threshold baseline
 
 
 def _paint_table(canvas: Canvas) -> None:
@@ -110,6 +111,7 @@ def generate_case(rng: np.random.Generator, *, protocol: str = "ctc", site: str 
                          tagged_hu=settings["tagged_hu"] if protocol == "ctc" else 0.0,
                          gravity=tuple(gravity))
     paint_colon(canvas, anatomy, spine, lm, colon, r_tex)
+    tagged = np.float32(colon.tagged_hu)
     paint_pelvis(canvas, anatomy, spine, lm)
     cortex = max(1.2, 0.6 * spacing_mm)
     for label in anatomy.labels:
@@ -123,6 +125,7 @@ def generate_case(rng: np.random.Generator, *, protocol: str = "ctc", site: str 
         _paint_table(canvas)
 
     hu = canvas.hu
+    fluid = (hu == tagged) if colon.tagged_hu > 0 else np.zeros(hu.shape, bool)
     scanner.blur(hu, grid.spacing_zyx, settings["psf_fwhm_mm"], settings["slice_thickness_mm"])
     streak_slices = scanner.metal_streaks(hu, grid.spacing_zyx, r_noise) if anatomy.metal_kind else 0
     scanner.add_noise(hu, settings["noise_hu"], r_noise)
@@ -140,7 +143,9 @@ def generate_case(rng: np.random.Generator, *, protocol: str = "ctc", site: str 
     centroids = label_centroids(vert)
     meta = _meta(anatomy, protocol, position, settings, fov, vert, centroids, rib_vertebra, case_id,
                  cohort, seed, spacing_mm, dz, streak_slices)
-    return PhantomCase(case_id, image, vert, ribs, centroids, meta, anatomy)
+    meta["tagged_fluid_ml"] = round(float(fluid.sum()) * spacing_mm ** 2 * dz / 1000.0, 2)
+    return PhantomCase(case_id, image, vert, ribs, centroids, meta, anatomy,
+                       Volume(fluid.astype(np.uint8), geometry))
 
 
 def label_centroids(labels: Volume) -> dict[int, np.ndarray]:
