@@ -51,5 +51,5 @@ def test_sacrum_count_on_a_literal_stack():
     normal = _stack([26, 24, 23, 22, 21, 20, 19])
     assert sacrum_count_l1(Volume(normal)) == 20
     normal[5, 2:4, 2:4] = 24                                                    # L5 bridged to the sacrum
-    assert fused_to_sacrum(Volume(normal), min_contact_voxels=1) == [24]
+    assert fused_to_sacrum(Volume(normal), min_contact_mm2=1) == [24]
     assert sacrum_count_l1(Volume(normal)) == 19

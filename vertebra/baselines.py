@@ -67,14 +67,17 @@ def rib_rule_l1(vertebrae: Volume, ribs: Volume, min_rib_mm: float = RIB_MIN_MM)
     return below[0] if below else None
 
 
-def fused_to_sacrum(vertebrae: Volume, min_contact_voxels: int = 3) -> list[int]:
-    """Vertebrae whose mask touches the sacrum's (a bony bridge, as in sacralization)."""
+def fused_to_sacrum(vertebrae: Volume, min_contact_mm2: float = 250.0) -> list[int]:
+    """Vertebrae whose mask touches the sacrum's over at least `min_contact_mm2` (a bony bridge, as in
+    sacralization; a facet joint alone touches less). Contact area ~ voxels next to the sacrum x
+    voxel face area."""
     sacrum = vertebrae.array == L.SACRUM
     if not sacrum.any():
         return []
     touch = ndimage.binary_dilation(sacrum, np.ones((3, 3, 3), bool))
     values, counts = np.unique(vertebrae.array[touch & ~sacrum], return_counts=True)
-    return [int(v) for v, c in zip(values, counts) if v and c >= min_contact_voxels]
+    face_mm2 = float(np.prod(vertebrae.geometry.spacing_mm)) ** (2 / 3)
+    return [int(v) for v, c in zip(values, counts) if v and c * face_mm2 >= min_contact_mm2]
 
 
 def sacrum_count_l1(vertebrae: Volume) -> int | None:
@@ -98,4 +101,17 @@ def bone_threshold(ct: Volume, fluid: Volume | None = None, threshold_hu: float 
         out["fluid_called_bone_ml"] = float(wrong.sum()) * voxel_ml
         out["fluid_ml"] = float((fluid.array > 0).sum()) * voxel_ml
         out["fluid_share_of_bone"] = out["fluid_called_bone_ml"] / max(out["called_bone_ml"], 1e-9)
+    return out
+
+
+def rule_results(vertebrae: Volume, ribs: Volume | None = None, ct: Volume | None = None,
+                 fluid: Volume | None = None) -> dict:
+    """All three rules on one scan: the label each L1 rule picks (None: undefined on this field of
+    view) and whether it is right, plus the threshold's volumes."""
+    out = {"rib_rule": rib_rule_l1(vertebrae, ribs) if ribs is not None else None,
+           "sacrum_count": sacrum_count_l1(vertebrae)}
+    for key in ("rib_rule", "sacrum_count"):
+        out[f"{key}_correct"] = out[key] == L.L1
+    if ct is not None:
+        out.update(bone_threshold(ct, fluid))
     return out

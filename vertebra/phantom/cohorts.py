@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass
+from typing import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from ..cache import cache_dir
 from ..errors import InputError
 from ..io import case_files, write_verse_case
 from .anatomy import ANOMALIES
-from .case import GENERATOR_VERSION, generate_case
+from .case import GENERATOR_VERSION, PhantomCase, generate_case
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,33 @@ def case_id(name: str, i: int, spec: CaseSpec) -> str:
     return f"{name.replace('_', '')}{spec.stratum.replace('_', '')}{i:03d}"
 
 
-def write_case(root: Path, name: str, i: int, spec: CaseSpec, spacing_mm: float, seed: int) -> Path:
-    """Generate case i (i counts within the stratum for anomaly_test) and write its folder atomically."""
+def make_case(name: str, i: int, spec: CaseSpec, spacing_mm: float, seed: int) -> PhantomCase:
+    """Case i of a cohort in memory (i counts within the stratum for anomaly_test), as `cohort` writes it."""
     cid = case_id(name, i, spec)
     draw = i + (100_000 * STRATA.index(spec.stratum) if spec.stratum else 0)
     key = [int(seed), COHORT_INDEX[name], draw]
     case = generate_case(np.random.default_rng(key), protocol=spec.protocol, site=spec.site,
                          spacing_mm=spacing_mm, anomalies=spec.anomalies, lumbar_only=spec.lumbar_only,
                          case_id=cid, cohort=name, seed=key)
-    meta = dict(case.meta, stratum=spec.stratum or None)
+    case.meta["stratum"] = spec.stratum or None
+    return case
+
+
+def iter_cases(name: str, spacing_mm: float = 2.0, n: int | None = None, seed: int = 0,
+               progress: bool = True) -> Iterator[PhantomCase]:
+    """The cases of a cohort generated in memory (same seeds as the files `cohort` writes), with the
+    in-memory extras (e.g. the tagged-fluid mask) that the files do not hold."""
+    counts: dict[str, int] = {}
+    for spec in tqdm(cohort_specs(name, n), desc=f"phantom {name}", unit="scan", disable=not progress):
+        j = counts.get(spec.stratum, 0)
+        counts[spec.stratum] = j + 1
+        yield make_case(name, j, spec, spacing_mm, seed)
+
+
+def write_case(root: Path, name: str, i: int, spec: CaseSpec, spacing_mm: float, seed: int) -> Path:
+    """Generate case i and write its folder atomically (complete or absent)."""
+    case = make_case(name, i, spec, spacing_mm, seed)
+    cid, meta = case.case_id, case.meta
     return write_verse_case(root, cid, case.image, vertebrae=case.vertebrae, ribs=case.ribs,
                             centroids_mm=case.centroids_mm, meta=meta)
 

@@ -144,31 +144,38 @@ def paint_chest(canvas: Canvas, anatomy: Anatomy, spine: SpinePose, opts: Tissue
     A = np.array([cage_half_axes(anatomy.rib_number(lab), f)[0] for lab in labels])
     B = np.array([cage_half_axes(anatomy.rib_number(lab), f)[1] for lab in labels])
     order = np.argsort(zs)
-    lo = np.array([-160 * f, -250 * f, dome - 110]) + np.array([spine.centre_at(dome)[0], spine.centre_at(dome)[1], 0])
-    hi = np.array([160 * f, 120 * f, top]) + np.array([spine.centre_at(dome)[0], spine.centre_at(dome)[1], 0])
     blood = 130.0 if opts.contrast else BLOOD_HU
-
-    def field(x, y, z):
-        sx, sy = (v.astype(np.float32) for v in spine.centre_at(z[:, 0, 0]))
-        sx, sy = sx[:, None, None], sy[:, None, None]
-        a = np.interp(z[:, 0, 0], zs[order], A[order]).astype(np.float32)[:, None, None] - 8
-        b = np.interp(z[:, 0, 0], zs[order], B[order]).astype(np.float32)[:, None, None] - 6
-        taper = np.clip((top - z) / 60.0, 0.35, 1.0)          # narrow apices
+    zc = 0.5 * (dome - 110 + top)
+    cx, cyc = (float(v) for v in spine.centre_at(zc))
+    box = canvas.scanner_box((cx - 170 * f, cyc - 260 * f, dome - 110), (cx + 170 * f, cyc + 120 * f, top))
+    if box is None:
+        return dome
+    y2 = canvas.grid.axis(1)[box[1]][:, None]
+    x2 = canvas.grid.axis(2)[box[2]][None, :]
+    zz = canvas.grid.axis(0)[box[0]].astype(float)
+    sx_all, sy_all = spine.centre_at(zz)
+    a_all = np.interp(zz, zs[order], A[order]) - 8
+    b_all = np.interp(zz, zs[order], B[order]) - 6
+    for n, z in enumerate(zz):
+        x, y = canvas.pose.to_anatomical(x2, y2, np.float32(z))
+        sx, sy, b = sx_all[n], sy_all[n], b_all[n]
+        a = a_all[n] * np.clip((top - z) / 60.0, 0.35, 1.0)          # narrow apices
         cy = sy + 20 * f - b
-        cage = ((x - sx) / (a * taper)) ** 2 + ((y - cy) / b) ** 2 < 1
-        side = np.sign(x - sx)
-        dome_z = dome + np.where(side < 0, 12.0, 0.0) - ((np.abs(x - sx) - 55 * f) ** 2 + (y - cy) ** 2) / 300.0
-        lung = cage & (z > dome_z) & (z < top)
-        medi = (np.abs(x - sx - 8) < 28 * f) & (y < sy + 5)
-        heart_q = ((x - sx - 25 * f) / (62 * f)) ** 2 + ((y - cy + 15 * f) / (50 * f)) ** 2 + \
-            ((z - dome - 45 * f) / (55 * f)) ** 2
-        heart = heart_q < 1
+        cage = ((x - sx) / a) ** 2 + ((y - cy) / b) ** 2 < 1
+        if not cage.any():
+            continue
+        dome_z = dome + np.where(x < sx, 12.0, 0.0) - ((np.abs(x - sx) - 55 * f) ** 2 + (y - cy) ** 2) / 300.0
+        lung = cage & (z > dome_z)
+        # mediastinum: narrow at the top, between the lungs in front of the spine
+        half = (14.0 + 18.0 * np.clip((top - 40 - z) / 120.0, 0, 1)) * f
+        medi = (np.abs(x - sx - 6) < half * (1 - ((y - cy) / b) ** 2 * 0.5)) & (y < sy + 8)
+        heart = ((x - sx - 25 * f) / (62 * f)) ** 2 + ((y - cy + 15 * f) / (50 * f)) ** 2 + \
+            ((z - dome - 45 * f) / (55 * f)) ** 2 < 1
         tissue = lung & (medi | heart)
-        air = lung & ~tissue
-        hu = np.where(air, LUNG_HU, np.where(heart, blood, 20.0)).astype(np.float32)
-        return air | tissue, hu
-
-    canvas.paint_field(lo, hi, field)
+        k = box[0].start + n
+        region = canvas.hu[k, box[1], box[2]]
+        region[lung] = LUNG_HU
+        region[tissue] = np.where(heart, blood, 20.0)[tissue]
     return dome
 
 

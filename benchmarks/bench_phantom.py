@@ -1,0 +1,74 @@
+"""Benchmark: seconds per synthetic scan and peak memory, at 2 mm and 1 mm (target: <= 2 s at 2 mm).
+
+Generation (anatomy, rasterising, scanner effects) and writing (three compressed NIfTI files and two
+JSON files) are timed separately, on a fixed mix of CTC and chest-abdomen-pelvis scans; peak memory is
+the largest traced Python/numpy allocation during one scan (tracemalloc). Writes
+results/benchmarks/phantom.json.
+    python benchmarks/bench_phantom.py [--n 4] [--n-fine 1]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+TARGET_S = 2.0
+OUT = Path("results") / "benchmarks" / "phantom.json"
+
+
+def _one(i: int, spacing_mm: float, folder: Path) -> dict:
+    from vertebra.io import write_verse_case
+    from vertebra.phantom import generate_case
+
+    protocol = ("ctc", "cap")[i % 2]
+    site = {"ctc": "ctc_train", "cap": "cap_train"}[protocol]
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    case = generate_case(np.random.default_rng([0, 99, i]), protocol=protocol, site=site, spacing_mm=spacing_mm)
+    t1 = time.perf_counter()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    write_verse_case(folder, f"bench{i}", case.image, vertebrae=case.vertebrae, ribs=case.ribs,
+                     centroids_mm=case.centroids_mm, meta=case.meta)
+    t2 = time.perf_counter()
+    return {"protocol": protocol, "shape_zyx": list(case.image.array.shape), "generate_s": t1 - t0,
+            "write_s": t2 - t1, "peak_mib": peak / 2 ** 20}
+
+
+def run(n: int = 4, n_fine: int = 1) -> dict:
+    from vertebra.results import provenance, write_json_atomic
+
+    started = time.time()
+    out = {"target_s_per_scan_at_2mm": TARGET_S, "spacings": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for spacing, count in ((2.0, n), (1.0, n_fine)):
+            runs = [_one(i, spacing, Path(tmp)) for i in range(count)]
+            gen = float(np.mean([r["generate_s"] for r in runs]))
+            out["spacings"][f"{spacing:g}mm"] = {
+                "scans": runs, "generate_s_per_scan": gen,
+                "write_s_per_scan": float(np.mean([r["write_s"] for r in runs])),
+                "peak_mib": float(max(r["peak_mib"] for r in runs)),
+                "ratio_to_target": gen / TARGET_S}
+    out["provenance"] = provenance(0, {"n": n, "n_fine": n_fine}, started)
+    write_json_atomic(OUT, out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=4, help="scans at 2 mm")
+    parser.add_argument("--n-fine", type=int, default=1, help="scans at 1 mm")
+    args = parser.parse_args()
+    res = run(args.n, args.n_fine)
+    for key, r in res["spacings"].items():
+        print(f"{key}: {r['generate_s_per_scan']:.2f} s/scan generation (+{r['write_s_per_scan']:.2f} s writing), "
+              f"peak {r['peak_mib']:.0f} MiB, {r['ratio_to_target']:.2f} x the {TARGET_S:g} s target")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
