@@ -52,4 +52,4 @@ def test_sacrum_count_on_a_literal_stack():
     assert sacrum_count_l1(Volume(normal)) == 20
     normal[5, 2:4, 2:4] = 24                                                    # L5 bridged to the sacrum
     assert fused_to_sacrum(Volume(normal), min_contact_mm2=1) == [24]
-    assert sacrum_count_l1(Volume(normal)) == 19
+    assert sacrum_count_l1(Volume(normal), min_contact_mm2=1) == 19

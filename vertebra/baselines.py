@@ -80,13 +80,13 @@ def fused_to_sacrum(vertebrae: Volume, min_contact_mm2: float = 250.0) -> list[i
     return [int(v) for v, c in zip(values, counts) if v and c * face_mm2 >= min_contact_mm2]
 
 
-def sacrum_count_l1(vertebrae: Volume) -> int | None:
+def sacrum_count_l1(vertebrae: Volume, min_contact_mm2: float = 250.0) -> int | None:
     """True label of the fifth free vertebra counted up from the sacrum (fused ones count as sacrum);
     None without a sacrum or with fewer than five vertebrae above it."""
     present = [int(v) for v in np.unique(vertebrae.array) if v not in (0, L.SACRUM)]
     if L.SACRUM not in np.unique(vertebrae.array):
         return None
-    fused = set(fused_to_sacrum(vertebrae))
+    fused = set(fused_to_sacrum(vertebrae, min_contact_mm2))
     free = sorted((lab for lab in present if lab not in fused), key=L.rank, reverse=True)
     return free[4] if len(free) >= 5 else None
 
