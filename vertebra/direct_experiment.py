@@ -25,7 +25,7 @@ import torch
 
 from .cache import cache_dir
 from .direct import predict_sample, save_weights
-from .direct_targets import class_names, load_direct_sample
+from .direct_targets import TARGETS_VERSION, class_names, load_direct_sample
 from .direct_training import AugmentedCopies, DirectLoss, dice_validator
 from .experiments import get_scale
 from .metrics import score_l1, summarise
@@ -61,8 +61,14 @@ def split_cohorts(params: dict, scale) -> dict[str, list[Path]]:
     return {"train": train_cases, "val": val, "test": get("ctc_test")}
 
 
+#: bump when training changes in a way that makes old checkpoints in the cache stale
+TRAINING_VERSION = 1
+
+
 def _run_cache(params: dict) -> Path:
+    """Checkpoint folder of a row in the cache, keyed by its parameters and the code versions."""
     key = {k: params[k] for k in sorted(params) if not k.endswith("_cases")}
+    key["_versions"] = (TRAINING_VERSION, TARGETS_VERSION)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return cache_dir(params.get("cache")) / "runs" / f"{params['run_id']}-{digest}"
 
