@@ -33,6 +33,8 @@ from .results import write_bytes_atomic, write_json_atomic
 log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "direct_l1_quick.pt"
+#: an L1 with its posterior elements is roughly 40-80 cm³; a larger "L1" gets no BMD estimate
+MAX_VERTEBRA_CM3 = 300.0
 
 
 @dataclass
@@ -116,12 +118,15 @@ def l1_bmd_hu(image: Volume, mask: np.ndarray, erosion_mm: float = 3.0) -> float
     """Mean HU in the L1 mask eroded by ``erosion_mm`` and kept anterior to its centroid (the body).
 
     An opportunistic bone mineral density estimate, as suggested in the paper's conclusion; NaN when
-    the eroded mask is empty.
+    the eroded mask is empty or the mask is larger than `MAX_VERTEBRA_CM3`.
     """
-    if not mask.any():
-        return float("nan")
-    inside = ndi.distance_transform_edt(mask, sampling=image.spacing_zyx) > erosion_mm
-    idx = np.argwhere(inside)
+    voxel_cm3 = float(np.prod(image.spacing_zyx)) / 1000.0
+    if not mask.any() or mask.sum() * voxel_cm3 > MAX_VERTEBRA_CM3:
+        return float("nan")  # nothing found, or far too large to be one vertebra
+    box = tuple(slice(max(0, lo - 1), hi + 2) for lo, hi in zip(np.argwhere(mask).min(0), np.argwhere(mask).max(0)))
+    corner = np.array([b.start for b in box])
+    inside = ndi.distance_transform_edt(mask[box], sampling=image.spacing_zyx) > erosion_mm
+    idx = np.argwhere(inside) + corner
     if idx.size == 0:
         return float("nan")
     y_world = image.index_to_world(idx)[:, 1]
