@@ -107,6 +107,8 @@ def train(model: torch.nn.Module,
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*run_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"), *run_dir.glob(f".{LOG_NAME}.*.tmp")]:
+        stale.unlink()  # a write cut short by a kill; the file it was to replace is intact
     device = resolve_device(config.device)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
