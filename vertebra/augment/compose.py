@@ -25,11 +25,8 @@ import numpy as np
 from ..image import Volume
 from .elastic import ElasticDeformation
 from .flip import Flip
-from .resample import chain, displacement_field, resample_pair
+from .resample import DEFAULT_FIELD_STEP_VOXELS, chain, displacement_field, resample_pair
 from .rotation import Rotation
-
-#: a B-spline chain is evaluated every this many voxels and interpolated in between
-DEFAULT_FIELD_STEP_VOXELS = 4
 
 #: deterministic transform classes by the name their `to_dict` writes
 TRANSFORMS = {cls.__name__: cls for cls in (Flip, Rotation, ElasticDeformation)}

@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..image import Volume
-from .resample import displacement_field, resample_pair
+from .resample import DEFAULT_FIELD_STEP_VOXELS, displacement_field, resample_pair
 
 #: order of the B-spline (cubic); a grid of n control points spans a mesh of n - 3 cells
 SPLINE_ORDER = 3
@@ -62,7 +62,8 @@ class ElasticDeformation:
         return transform
 
     def apply(self, image: Volume, labels: Volume | None = None, *, fill_value: float | None = None,
-              field_step_voxels: int | None = 4) -> tuple[Volume, Volume | None]:
+              field_step_voxels: int | None = DEFAULT_FIELD_STEP_VOXELS
+              ) -> tuple[Volume, Volume | None]:
         """Deform the image (linear) and labels (nearest neighbour) on their own grid; the B-spline is
         evaluated every `field_step_voxels` voxels (None: at every voxel), see `resample`."""
         if self.is_identity:

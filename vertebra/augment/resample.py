@@ -25,8 +25,8 @@ import SimpleITK as sitk
 
 from ..image import Volume
 
-#: Hounsfield value of air: the default fill outside the field of view of a CT image
-AIR_HU = -1024.0
+#: a chain with a B-spline is evaluated every this many voxels and interpolated in between
+DEFAULT_FIELD_STEP_VOXELS = 4
 
 
 def physical_centre_mm(volume: Volume) -> np.ndarray:
