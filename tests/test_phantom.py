@@ -162,3 +162,11 @@ def test_case_independent_of_cohort_size(tmp_path):
     two = cohort("hand", spacing_mm=6.0, n=2, seed=0, out=tmp_path / "two", progress=False)
     ct = f"{one[0].name}_ct.nii.gz"
     assert (one[0] / ct).read_bytes() == (two[0] / ct).read_bytes()
+
+
+def test_smoke_scale_generation_is_fast():
+    import time
+    start = time.process_time()
+    case = generate_case(np.random.default_rng([0, 0, 9]), protocol="cap", site="cap_train", spacing_mm=SMOKE_MM)
+    assert time.process_time() - start < 10.0
+    assert case.image.array.shape[0] > 50

@@ -105,8 +105,7 @@ def _tubes(side: float, lm: PelvisLandmarks, f: float):
     ]
 
 
-def paint_pelvis(canvas: Canvas, anatomy: Anatomy, spine: SpinePose, lm: PelvisLandmarks,
-                 hip_prosthesis_side: float = 0.0) -> None:
+def paint_pelvis(canvas: Canvas, anatomy: Anatomy, spine: SpinePose, lm: PelvisLandmarks) -> None:
     """Sacrum (labelled 26), ilia, pubic and ischial rami, femoral heads, necks and shafts."""
     f = anatomy.body_scale
     canvas.paint_field(*_sacrum_field(anatomy, spine, lm))

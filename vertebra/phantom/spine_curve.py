@@ -98,10 +98,10 @@ def spine_pose(anatomy: Anatomy) -> SpinePose:
         centre, up = at(tops[lab] + anatomy.height_mm[lab] / 2)
         rot = rot_per_mm * float(np.interp(tops[lab], grid, x_off))
         poses[lab] = VertebraPose(lab, centre, _frame(up, rot))
-    top, up = at(s_sacrum)
+    top, _ = at(s_sacrum)
     slope = np.deg2rad(anatomy.sacral_slope_deg)
     sacral_up = np.array([0.0, -np.sin(slope), np.cos(slope)])  # endplate normal, tipped forward
-    sacrum_frame = _frame(sacral_up + 0.0 * up, 0.0)
+    sacrum_frame = _frame(sacral_up, 0.0)
     sel = true_s <= s_sacrum
     return SpinePose(poses, top, sacrum_frame, z[sel][::-1].copy(), x_off[sel][::-1].copy(),
                      y_off[sel][::-1].copy())
