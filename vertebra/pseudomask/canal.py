@@ -39,8 +39,10 @@ class CanalConfig:
     smooth_mm: float = 1.0
     #: radius (mm) around a candidate in which bone is weighed to find the body
     search_mm: float = 50.0
-    #: number of directions tried for the body
+    #: number of directions tried for the body, and the largest angle (degrees) between the body
+    #: direction and the image's y axis (axial rotation of the patient and the vertebrae)
     n_directions: int = 24
+    max_tilt_deg: float = 35.0
 
 
 @dataclass
@@ -70,21 +72,33 @@ def smooth_in_plane(image: Volume, sigma_mm: float) -> np.ndarray:
     return ndimage.gaussian_filter(image.array.astype(np.float32), (0.0, sigma_mm / sy, sigma_mm / sx))
 
 
-def _body_direction(bone_filled: np.ndarray, centre_yx: np.ndarray, spacing_yx, cfg: CanalConfig):
-    """Unit (y, x) mm vector from the canal centre to the heaviest bone wedge, and its weight."""
+def bone_weight(hu: np.ndarray, soft_hu: float = 60.0, cap_hu: float = 300.0) -> np.ndarray:
+    """How much bone a voxel holds, 0 (soft tissue and below) .. 1 (`cap_hu` above soft tissue).
+
+    Graded rather than thresholded: a trabecular core at 150 HU inside a thin, blurred cortex counts,
+    where a binary bone mask would see only the cortex."""
+    return np.clip((hu - soft_hu) / cap_hu, 0.0, 1.0)
+
+
+def _body_direction(weight: np.ndarray, centre_yx: np.ndarray, spacing_yx, cfg: CanalConfig):
+    """Unit (y, x) mm vector from the canal centre to the heaviest bone wedge, and its one-sidedness."""
     angles = np.linspace(0, 2 * np.pi, cfg.n_directions, endpoint=False)
     radii_mm = np.arange(6.0, cfg.search_mm, min(spacing_yx))
     dy, dx = np.sin(angles)[:, None] * radii_mm, np.cos(angles)[:, None] * radii_mm
     iy = np.round(centre_yx[0] + dy / spacing_yx[0]).astype(int)
     ix = np.round(centre_yx[1] + dx / spacing_yx[1]).astype(int)
-    inside = (iy >= 0) & (iy < bone_filled.shape[0]) & (ix >= 0) & (ix < bone_filled.shape[1])
-    hits = np.zeros(iy.shape, bool)
-    hits[inside] = bone_filled[iy[inside], ix[inside]]
-    per_ray = hits.sum(axis=1).astype(float)
+    inside = (iy >= 0) & (iy < weight.shape[0]) & (ix >= 0) & (ix < weight.shape[1])
+    hits = np.zeros(iy.shape)
+    hits[inside] = weight[iy[inside], ix[inside]]
+    per_ray = hits.sum(axis=1)
     # a wedge of +-30 degrees: the body is wide, a spinous process or a rib is thin
     k = max(1, cfg.n_directions // 12)
     wedge = sum(np.roll(per_ray, s) for s in range(-k, k + 1))
-    best = int(np.argmax(wedge))
+    # the body lies in front of the canal or, in a scan whose header has the patient upside down,
+    # behind it: only directions within `max_tilt_deg` of the image's y axis are considered, so that
+    # a contrast-filled aorta or a rib to the side cannot win
+    near_y = np.abs(np.sin(angles)) >= np.cos(np.deg2rad(cfg.max_tilt_deg))
+    best = int(np.flatnonzero(near_y)[np.argmax(wedge[near_y])])
     opposite = (best + cfg.n_directions // 2) % cfg.n_directions
     # one-sidedness: a canal has the body in front and only a thin arch behind; a hole inside a ring of
     # bone (pelvis, a trabecular core) has bone all round
@@ -123,7 +137,7 @@ def detect_canal(image: Volume, config: CanalConfig = CanalConfig(),
     weight = np.zeros(len(kept))
     for i, c in enumerate(centres):
         z = int(round(c[0]))
-        anterior[i], weight[i] = _body_direction(filled[z], c[1:], (sy, sx), cfg)
+        anterior[i], weight[i] = _body_direction(bone_weight(sm[z]), c[1:], (sy, sx), cfg)
     # canal-like: a heavy body on one side, content darker than soft tissue, a plausible area
     darkness = np.clip((cfg.content_hu[1] - mean[keep]) / (cfg.content_hu[1] - cfg.content_hu[0]), 0, 1)
     size = np.exp(-0.5 * (np.log(area[keep] / 200.0) / 0.8) ** 2)

@@ -41,6 +41,9 @@ class CentrelineConfig:
     extend_mm: float = 30.0
     #: candidates scoring below this fraction of the 90th-percentile score do not shape the rough path
     min_relative_score: float = 0.4
+    #: consecutive detections further apart in-plane than max_jump_mm + max_slope * (z gap) break the chain
+    max_jump_mm: float = 12.0
+    max_slope: float = 1.0
     #: fewest detected slices for a usable centreline
     min_detections: int = 5
 
@@ -120,8 +123,18 @@ def fit_centreline(cand: CanalCandidates, shape_zyx, spacing_zyx,
     mad = np.median(np.abs(resid - np.median(resid))) + 1e-6
     good = resid <= max(3.0, np.median(resid) + 3 * 1.4826 * mad)
     picked = picked[good]
+    # 4. the spine is one continuous chain of detections: break where the path jumps sideways
+    #    (pelvic holes, bowel) and keep the chain with the largest total score
+    picked = picked[np.argsort(zc[picked])]
+    step = np.linalg.norm(np.diff(cand.zyx[picked, 1:], axis=0) * spacing_yx, axis=1)
+    gap_mm = np.diff(zc[picked]) * sz
+    breaks = np.flatnonzero(step > cfg.max_jump_mm + cfg.max_slope * gap_mm) + 1
+    chains = np.split(picked, breaks)
+    picked = max(chains, key=lambda ch: cand.score[ch].sum())
+    if len(picked) < cfg.min_detections:
+        raise InputError(f"no consistent spinal canal: the longest chain has {len(picked)} slices")
     z_det = zc[picked]
-    # 4. a gap-free path from the first to the last detection, extended a little, then smoothed
+    # 5. a gap-free path from the first to the last detection, extended a little, then smoothed
     ext = int(round(cfg.extend_mm / sz))
     z_all = np.arange(max(0, z_det.min() - ext), min(shape_zyx[0], z_det.max() + ext + 1))
     yx = np.column_stack([np.interp(z_all, z_det, cand.zyx[picked, 1 + k]) for k in range(2)])

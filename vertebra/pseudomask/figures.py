@@ -70,7 +70,7 @@ def profile_figure(result: PseudoMaskResult) -> plt.Figure:
     """The density profile along the centreline and the discs the programme chose."""
     p = result.profile
     fig, ax = plt.subplots(figsize=(8, 3))
-    ax.plot(p.s_mm, p.filled_fraction, color="0.6", label="filled-bone fraction")
+    ax.plot(p.s_mm, p.bone_weight, color="0.6", label="bone weight")
     ax.plot(p.s_mm, p.normalised, color="k", label="normalised")
     for k, s in enumerate(p.discs_mm):
         ax.axvline(s, color="red", lw=0.8, label="disc" if k == 0 else None)

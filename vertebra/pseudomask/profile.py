@@ -2,9 +2,11 @@
 "partitions the spine based on the bone density along the centerline").
 
 The profile is read in the straightened volume, in a window in front of the canal where the
-vertebral bodies are. Its value at arc length s is the fraction of that window covered by *filled*
-bone (bone > threshold with its enclosed trabecular core filled in each cross-section), so that low
-density bone (50-100 HU) still counts through its cortical shell. Discs are the minima.
+vertebral bodies are. Its value at arc length s is the mean graded bone weight in that window (0 at
+soft-tissue density and below, 1 at 300 HU above it; see `canal.bone_weight`), so that a trabecular
+core inside a thin, blurred cortex counts, and it is normalised by its running maximum so that small
+upper thoracic bodies weigh as much as lumbar ones. Discs are the minima. Blank planes (missing
+slices) are bridged by interpolation, not read as discs.
 
 Choosing the discs is a shortest path over candidate positions (a dynamic programme, second order):
 each disc earns ``profile(s) - reward_level`` (negative in a valley), consecutive spacings pay
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .canal import bone_weight
 from .reformat import Straightened
 
 log = logging.getLogger(__name__)
@@ -37,9 +40,9 @@ class ProfileConfig:
     spacing_mm: tuple[float, float] = (14.0, 50.0)
     prior_mm: tuple[float, float] = (20.0, 40.0)
     prior_weight: float = 4.0
-    smoothness: float = 1.0
+    smoothness: float = 0.5
     #: a disc is rewarded where the normalised profile is below this level
-    reward_level: float = 0.4
+    reward_level: float = 0.6
     #: shortest partial vertebra kept at either end of the scan (mm)
     min_partial_mm: float = 8.0
 
@@ -49,13 +52,14 @@ class DensityProfile:
     """The profile, the discs and the vertebra intervals, all in arc length s (mm)."""
 
     s_mm: np.ndarray
-    filled_fraction: np.ndarray
+    bone_weight: np.ndarray      # mean graded bone weight in the body window (see canal.bone_weight)
     normalised: np.ndarray
     mean_hu: np.ndarray
     valid: np.ndarray
     discs_mm: np.ndarray
     intervals_mm: np.ndarray     # (N, 2) start, end of each vertebra along s
     body_u_mm: np.ndarray        # (N,) centre of the body in u at the middle of each interval
+    trabecular_hu: float = float("nan")   # median HU at the body centres (sets the watershed's threshold)
 
 
 def _fill_cross_sections(bone_suv: np.ndarray) -> np.ndarray:
@@ -121,9 +125,9 @@ def density_profile(straight: Straightened, config: ProfileConfig = ProfileConfi
     win_u = (u >= cfg.body_u_mm[0]) & (u <= cfg.body_u_mm[1])
     win_v = np.abs(v) <= cfg.body_half_width_mm
     arr = straight.array
-    filled = _fill_cross_sections(arr > cfg.bone_hu)
+    filled = _fill_cross_sections(arr > cfg.bone_hu) | (bone_weight(arr) > 0.2)
     window = filled[:, win_u][:, :, win_v]
-    fraction = window.mean(axis=(1, 2))
+    fraction = bone_weight(arr[:, win_u][:, :, win_v]).mean(axis=(1, 2))
     mean_hu = arr[:, win_u][:, :, win_v].mean(axis=(1, 2))
     # planes outside the scan, or blank (missing slices, padding at -1000 and below), carry no profile:
     # inside the scan they are bridged by interpolation rather than read as discs
@@ -154,5 +158,12 @@ def density_profile(straight: Straightened, config: ProfileConfig = ProfileConfi
         rows = (s >= s0 + 0.3 * (s1 - s0)) & (s <= s1 - 0.3 * (s1 - s0))
         mass = window[rows].sum(axis=(0, 2)).astype(float)
         body_u[k] = (u[win_u] * mass).sum() / mass.sum() if mass.sum() > 0 else np.mean(cfg.body_u_mm) / 1.5
-    log.info("profile: %d discs, %d vertebra intervals", len(discs), len(intervals))
-    return DensityProfile(s, fraction, normalised, mean_hu, valid, s[discs], intervals, body_u)
+    centres = []
+    for (s0, s1), ub in zip(intervals, body_u):
+        rows = (s >= s0 + 0.3 * (s1 - s0)) & (s <= s1 - 0.3 * (s1 - s0))
+        cols = np.abs(u - ub) <= 5.0
+        centres.append(arr[rows][:, cols][:, :, np.abs(v) <= 5.0].ravel())
+    trabecular = float(np.median(np.concatenate(centres))) if centres else float("nan")
+    log.info("profile: %d discs, %d vertebra intervals, body centres at %.0f HU", len(discs), len(intervals),
+             trabecular)
+    return DensityProfile(s, fraction, normalised, mean_hu, valid, s[discs], intervals, body_u, trabecular)

@@ -36,6 +36,16 @@ class WatershedConfig:
     posterior_mm: float = 60.0
     anterior_mm: float = 50.0
     lateral_mm: float = 45.0
+    #: behind u = `spinous_u_mm` (mm) only |v| <= `spinous_half_width_mm` is kept (the spinous process)
+    spinous_u_mm: float = -25.0
+    spinous_half_width_mm: float = 15.0
+    #: soft tissue (HU), the range of the adaptive low threshold (HU) and its 3D smoothing (mm)
+    soft_tissue_hu: float = 50.0
+    low_hu_range: tuple[float, float] = (90.0, 180.0)
+    low_smooth_mm: float = 1.5
+    #: the canal's front wall (mm in front of the canal centre) and the margin past a body's front (mm)
+    canal_wall_u_mm: float = 8.0
+    front_margin_mm: float = 4.0
     #: seed radius (mm) and the lamina seed's distance behind the canal centre (mm)
     seed_radius_mm: float = 5.0
     lamina_u_mm: float = -14.0
@@ -60,24 +70,48 @@ def _plane_structure() -> np.ndarray:
     return st
 
 
-def spine_bone(smoothed: np.ndarray, frame: CurvedFrame, s_range_mm, cfg: WatershedConfig):
-    """Bone near the centreline (bool (z, y, x)) and each bone voxel's (s, u, v) in mm."""
-    bone = ndimage.binary_closing(smoothed > cfg.bone_hu, structure=_plane_structure())  # bridge thin-shell gaps
+def spine_bone(smoothed: np.ndarray, frame: CurvedFrame, s_range_mm, cfg: WatershedConfig,
+               trabecular_hu: float = float("nan"), body_front_mm=None):
+    """Bone near the centreline: (bool mask of the box, the box's slices, (N, 3) voxel indices in the box,
+    (N, 3) their (s, u, v) in mm).
+
+    Dense bone (> `bone_hu`, slice holes filled, canal left out) together with whatever is clearly
+    denser than soft tissue after 3D smoothing: the threshold sits halfway between soft tissue and
+    the scan's trabecular bone (read at the body centres), so a 150 HU core in a thin cortex counts."""
+    spacing = np.asarray(frame.spacing_zyx)
+    reach = max(cfg.posterior_mm, cfg.anterior_mm, cfg.lateral_mm) + 5.0
+    idx = frame.point_mm / spacing
+    lo = np.maximum(np.floor(idx.min(axis=0) - reach / spacing).astype(int), 0)
+    hi = np.minimum(np.ceil(idx.max(axis=0) + reach / spacing).astype(int) + 1, smoothed.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    sm = smoothed[box]
+    bone = ndimage.binary_closing(sm > cfg.bone_hu, structure=_plane_structure())  # bridge thin-shell gaps
     filled = ndimage.binary_fill_holes(bone, structure=_plane_structure())
     holes, _ = ndimage.label(filled & ~bone, structure=_plane_structure())
     # the canal is the hole under the centreline in each slice: leave it out
-    idx = np.round(frame.point_mm / np.asarray(frame.spacing_zyx)).astype(int)
-    idx = idx[np.all((idx >= 0) & (idx < np.array(bone.shape)), axis=1)]
-    canal = np.unique(holes[idx[:, 0], idx[:, 1], idx[:, 2]])
+    c = np.round(idx).astype(int) - lo
+    c = c[np.all((c >= 0) & (c < np.array(sm.shape)), axis=1)]
+    canal = np.unique(holes[c[:, 0], c[:, 1], c[:, 2]])
     filled &= ~np.isin(holes, canal[canal > 0])
+    if np.isfinite(trabecular_hu):
+        low_hu = float(np.clip(0.5 * (trabecular_hu + cfg.soft_tissue_hu), cfg.low_hu_range[0], cfg.low_hu_range[1]))
+        soft = ndimage.gaussian_filter(sm, cfg.low_smooth_mm / spacing)
+        low = ndimage.binary_opening(soft > low_hu)
+        canal_zone = np.zeros_like(low)
+        canal_zone[c[:, 0], c[:, 1], c[:, 2]] = True
+        canal_zone = ndimage.binary_dilation(canal_zone, iterations=2) & (sm < low_hu)
+        filled |= low & ~canal_zone
     zyx = np.argwhere(filled)
-    suv = frame.project(zyx)
-    near = ((suv[:, 1] >= -cfg.posterior_mm) & (suv[:, 1] <= cfg.anterior_mm)
-            & (np.abs(suv[:, 2]) <= cfg.lateral_mm)
+    suv = frame.project(zyx + lo)
+    # behind the arch only the spinous process (narrow) belongs to the vertebra; wider is rib
+    half_width = np.where(suv[:, 1] < cfg.spinous_u_mm, cfg.spinous_half_width_mm, cfg.lateral_mm)
+    front = cfg.anterior_mm if body_front_mm is None else np.minimum(body_front_mm(suv[:, 0]), cfg.anterior_mm)
+    near = ((suv[:, 1] >= -cfg.posterior_mm) & (suv[:, 1] <= front)
+            & (np.abs(suv[:, 2]) <= half_width)
             & (suv[:, 0] >= s_range_mm[0]) & (suv[:, 0] <= s_range_mm[1]))
     mask = np.zeros_like(filled)
     mask[tuple(zyx[near].T)] = True
-    return mask, zyx[near], suv[near]
+    return mask, box, zyx[near], suv[near]
 
 
 def _boundaries(labels: np.ndarray) -> dict:
@@ -156,15 +190,14 @@ def segment_vertebrae(smoothed: np.ndarray, frame: CurvedFrame, profile: Density
     if len(profile.intervals_mm) == 0:
         return WatershedResult(empty, empty.astype(np.uint8))
     s_range = (profile.intervals_mm[0, 0] - 5.0, profile.intervals_mm[-1, 1] + 5.0)
-    mask_full, zyx, suv = spine_bone(smoothed, frame, s_range, cfg)
+    # the front of each body: as far in front of its centre as the centre is in front of the canal
+    # wall, plus a margin; what lies further (aorta, bowel) is not vertebra
+    mids = profile.intervals_mm.mean(axis=1)
+    fronts = 2 * profile.body_u_mm - cfg.canal_wall_u_mm + cfg.front_margin_mm
+    mask, box, zyx, suv = spine_bone(smoothed, frame, s_range, cfg, profile.trabecular_hu,
+                                     lambda s: np.interp(s, mids, fronts))
     if len(zyx) == 0:
         return WatershedResult(empty, empty.astype(np.uint8))
-    # work in the bone's bounding box (plus the bridging margin)
-    pad = np.ceil(cfg.touch_mm / spacing).astype(int) + 1
-    lo = np.maximum(zyx.min(axis=0) - pad, 0)
-    hi = np.minimum(zyx.max(axis=0) + pad + 1, shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    mask, zyx = mask_full[box], zyx - lo
     markers = np.zeros(mask.shape, np.int32)
     n = len(profile.intervals_mm)
     for k, ((s0, s1), u_body) in enumerate(zip(profile.intervals_mm, profile.body_u_mm)):
@@ -187,6 +220,9 @@ def segment_vertebrae(smoothed: np.ndarray, frame: CurvedFrame, profile: Density
     dist, nearest = ndimage.distance_transform_edt(before == 0, sampling=spacing, return_indices=True)
     bridged = np.where(dist <= cfg.touch_mm, before[tuple(nearest)], 0)
     lut, merges = merge_oversegments(before, s_map, float(np.prod(spacing)), cfg, contact=bridged)
+    # a large piece that no vertebra seed reached and that merged into nothing is not spine
+    # (a contrast-filled aorta, tagged bowel, the pelvis): dropped
+    lut[lut > n] = 0
     merged = lut[before]
     ids = np.unique(merged[merged > 0])
     s_mean = ndimage.mean(s_map, merged, ids) if len(ids) else np.zeros(0)
