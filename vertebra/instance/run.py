@@ -48,7 +48,10 @@ EDGE_FRACTION = 0.15
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DEFAULTS = {"mode": "top-down", "empty_fraction": 0.3, "fix_combine_directions": False,
             "fix_edge_patches": False, "fix_completeness_head": False, "scale": "quick", "seed": 0,
-            "run_id": "instance", "iterations": None, "n_test": None}
+            "run_id": "instance", "iterations": None, "n_test": None, "learning_rate": None}
+#: Adam's learning rate: the paper's 1e-4 at the paper scale; 1e-3 for the few hundred steps of quick/smoke
+LEARNING_RATE = {"paper": 1e-4}
+SHORT_RUN_LEARNING_RATE = 1e-3
 
 
 def model_directions(params: dict) -> dict[str, str]:
@@ -125,6 +128,8 @@ def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=N
 
         train_dir = cache_dir() / "instance-train" / f"{params['run_id']}-{_digest(params, iterations)}-{direction}"
         config = TrainConfig(iterations=iterations, batch_size=scale.instance_batch, seed=seed,
+                             learning_rate=float(params["learning_rate"] or
+                                                 LEARNING_RATE.get(scale.name, SHORT_RUN_LEARNING_RATE)),
                              checkpoint_every=max(1, iterations // 4), validate_every=max(1, iterations // 4))
         result = train(model, sampler, loss_fn, config, train_dir, validate=validate)
         train_seconds += sum(r.get("seconds", 0.0) for r in result.log)
@@ -169,8 +174,8 @@ def _digest(params: dict, iterations: int) -> str:
     """A short hash of what determines training, so that a changed row never resumes a stale checkpoint."""
     import hashlib
     import json
-    keys = ("mode", "empty_fraction", "fix_combine_directions", "fix_edge_patches", "fix_completeness_head",
-            "scale", "seed")
+    keys = ("learning_rate", "mode", "empty_fraction", "fix_combine_directions", "fix_edge_patches",
+            "fix_completeness_head", "scale", "seed")
     text = json.dumps({**{k: params[k] for k in keys}, "iterations": iterations}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
