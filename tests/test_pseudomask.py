@@ -122,3 +122,38 @@ def test_runs_with_the_ct_alone(spine, tmp_path):
     again = training_labels(case, cache=tmp_path / "cache")        # from the cache
     assert np.array_equal(again.array, labels.array)
     assert not list(case.glob("*msk*")), "the tool writes nothing into the case folder"
+
+
+def test_bmd_reads_the_trabecular_core():
+    from vertebra.pseudomask import segment_spine
+    from vertebra.pseudomask.bmd import trabecular_bmd_hu
+    ct, _, _ = synthetic_spine(np.random.default_rng(2), trabecular_hu=120.0)
+    result = segment_spine(ct)
+    hu, n = trabecular_bmd_hu(result.canonical.array, result.watershed.after == 4, result.straightened.frame)
+    assert n > 10 and abs(hu - 120.0) < 30.0
+
+
+def test_quality_counts_splits_and_merges():
+    from vertebra.pseudomask.quality import compare_labels
+    truth = np.zeros((12, 2, 2), int)
+    truth[:4], truth[4:8], truth[8:] = 1, 2, 3
+    found = truth.copy()
+    found[8:10] = 4                      # vertebra 3 split in two
+    found[found == 2] = 1                # vertebrae 1 and 2 merged
+    q = compare_labels(found, truth)
+    assert (q["over_segmented"], q["under_segmented"], q["vertebrae_found"]) == (1, 1, 3)
+
+
+def test_cli_writes_labels_and_summary(spine, tmp_path):
+    import json
+    from vertebra.cli import main
+    from vertebra.io import read_image, write_image
+    ct, _, centres = spine
+    scan = write_image(ct, tmp_path / "scan.nii.gz")
+    l1 = ct.index_to_world(centres[3] / np.asarray(ct.spacing_zyx))[0]
+    assert main(["pseudomask", str(scan), "--out", str(tmp_path / "out"), "--l1-mm", *map(str, l1)]) == 0
+    summary = json.loads((tmp_path / "out" / "scan_pseudomask.json").read_text())
+    assert summary["n_vertebrae"] >= 6
+    aligned = read_image(tmp_path / "out" / "scan_pseudo-vert_msk.nii.gz", kind="labels")
+    assert 20 in aligned.array
+    assert main(["pseudomask", str(tmp_path / "missing.nii.gz"), "--out", str(tmp_path / "o2")]) == 2
