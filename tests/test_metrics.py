@@ -83,8 +83,10 @@ def test_missing_l1_is_wrong_and_listed():
 @given(st.dictionaries(st.sampled_from(CRANIOCAUDAL), points, min_size=1))
 def test_identification_rate_perfect_on_truth(truth):
     rate = metrics.identification_rate(truth, truth)
-    # a duplicate centroid position can make two labels tie; otherwise every vertebra is identified
-    if len({tuple(v) for v in truth.values()}) == len(truth):
+    # (near-)duplicate centroid positions can make two labels tie; otherwise every vertebra is identified
+    pts = np.array(list(truth.values()))
+    gaps = np.linalg.norm(pts[:, None] - pts[None], axis=-1) + np.eye(len(pts))
+    if gaps.min() > 1e-6:
         assert rate == 1.0
     assert 0.0 <= rate <= 1.0
 
