@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 SCALE ?= quick
 ROWS ?= all
 STAMP := $(VENV)/.installed
+# idle torch/OpenMP threads sleep instead of spinning: with several jobs on 2 cores, spinning threads
+# made training steps 4-14x slower
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: install test test-fast reproduce book bench clean-cache real-ct
 

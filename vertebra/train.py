@@ -47,6 +47,9 @@ class TrainConfig:
     checkpoint_every: int = 50
     validate_every: int = 100
     device: str = "auto"  # "auto" → CUDA when present, else CPU
+    #: store 3D activations channels-last (N, D, H, W, C): about 1.5-3x faster on CPU for small-channel
+    #: 3D convolutions (measured in benchmarks/bench_unet.py); numbers are unchanged up to rounding
+    channels_last: bool = True
 
     def __post_init__(self):
         if self.iterations < 0 or self.batch_size < 1:
@@ -110,7 +113,8 @@ def train(model: torch.nn.Module,
     for stale in [*run_dir.glob(f".{CHECKPOINT_NAME}.*.tmp"), *run_dir.glob(f".{LOG_NAME}.*.tmp")]:
         stale.unlink()  # a write cut short by a kill; the file it was to replace is intact
     device = resolve_device(config.device)
-    model.to(device)
+    layout = torch.channels_last_3d if config.channels_last else torch.contiguous_format
+    model.to(device, memory_format=layout)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     ckpt_path, log_path = run_dir / CHECKPOINT_NAME, run_dir / LOG_NAME
 
@@ -143,7 +147,7 @@ def train(model: torch.nn.Module,
             pending = pool.submit(sample_batch, step + 1) if step + 1 < end else None
 
             torch.manual_seed(step_seed(config.seed, step))
-            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            batch = {k: _to_device(v, device, layout) for k, v in batch.items()}
             optimizer.zero_grad(set_to_none=True)
             loss, terms = loss_fn(model, batch, step)
             if not torch.isfinite(loss):
@@ -169,6 +173,16 @@ def train(model: torch.nn.Module,
     return TrainResult(steps_done=max(start, end), resumed_from_step=start,
                        seconds=time.perf_counter() - started, log=history,
                        checkpoint_path=ckpt_path, log_path=log_path)
+
+
+def _to_device(value, device: torch.device, layout: torch.memory_format):
+    """A batch entry on the device; 5-D float tensors (B, C, D, H, W) in the model's memory layout."""
+    if not torch.is_tensor(value):
+        return value
+    value = value.to(device, non_blocking=True)
+    if value.dim() == 5 and value.is_floating_point():
+        value = value.contiguous(memory_format=layout)
+    return value
 
 
 def _torch_save_atomic(obj, path: Path) -> None:
