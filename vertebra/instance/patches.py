@@ -9,7 +9,9 @@ cut from a `PreparedScan` (z index increasing towards the head), as four arrays:
 * ``target``: the target vertebra (1) — the paper's labels '2' and '3' for the vertebrae above and below
   become the memory channel of the chosen direction;
 * ``level``: the target's aligned level (L1 = 20, `vertebra.instance.levels`), 0 for an empty patch;
-* ``complete``: 1 when the target lies wholly inside the patch (fix (c)'s completeness label).
+* ``complete``: 1 when the target lies wholly inside the patch and the scan (fix (c)'s completeness
+  label): at least ``complete_min_share`` of its voxels in the scan fall in the patch, and the scan's
+  first or last slice does not cut through it.
 
 Kinds of patch:
 
@@ -97,6 +99,8 @@ class VertebraStats:
     z_min: int
     z_max: int
     voxels: int
+    #: the scan's first or last slice cuts through it: never complete
+    cut_by_scan: bool = False
 
 
 def vertebra_stats(scan: PreparedScan) -> list[VertebraStats]:
@@ -106,7 +110,9 @@ def vertebra_stats(scan: PreparedScan) -> list[VertebraStats]:
     out = []
     for lab, level in sorted(scan.target_levels().items(), key=lambda kv: rank(kv[0])):
         idx = np.argwhere(scan.labels == lab)
-        out.append(VertebraStats(lab, level, idx.mean(0), int(idx[:, 0].min()), int(idx[:, 0].max()), len(idx)))
+        z_lo, z_hi = int(idx[:, 0].min()), int(idx[:, 0].max())
+        out.append(VertebraStats(lab, level, idx.mean(0), z_lo, z_hi, len(idx),
+                                 cut_by_scan=z_lo == 0 or z_hi == scan.shape[0] - 1))
     return out
 
 
@@ -183,7 +189,7 @@ class PatchSampler:
                 side = [s.label for s in stats if (s.level < target.level) == down and s.label != target.label]
                 memory = np.isin(lab, side)
             level = target.level
-            complete = float(inside >= cfg.complete_min_share * target.voxels)
+            complete = float(inside >= cfg.complete_min_share * target.voxels and not target.cut_by_scan)
         return {"image": to_network(img)[None], "memory": memory[None].astype(np.float32),
                 "target": tgt[None].astype(np.float32), "level": np.float32(level),
                 "complete": np.float32(complete)}
