@@ -8,7 +8,8 @@ import pytest
 
 from vertebra import labels as verse
 from vertebra.direct import find_l1_on_grid, l1_bmd_hu, load_model, save_weights
-from vertebra.direct_targets import class_map, load_direct_sample, resample_to_shape, window
+from vertebra.direct_targets import HU_MAX, HU_MIN, class_map, load_direct_sample
+from vertebra.preprocess import resample_to_shape, window
 from vertebra.direct_training import AugmentedCopies, DirectLoss
 from vertebra.image import Geometry, Volume
 from vertebra.io import write_verse_case
@@ -76,11 +77,11 @@ def test_class_maps_of_each_variant():
 
 def test_resample_keeps_extent_and_window_range():
     image, *_ = toy_spine(1)
-    grid = resample_to_shape(image, SHAPE)
+    grid = resample_to_shape(image, SHAPE, antialias=True)
     assert grid.array.shape == SHAPE
     first = image.index_to_world([[-0.5, -0.5, -0.5]])
     assert np.allclose(grid.index_to_world([[-0.5, -0.5, -0.5]]), first)
-    w = window(grid.array)
+    w = window(grid.array, HU_MIN, HU_MAX)
     assert w.min() >= 0 and w.max() <= 1
 
 

@@ -23,7 +23,8 @@ import SimpleITK as sitk
 import torch
 
 from . import __version__
-from .direct_targets import DirectSample, resample_to_shape, window
+from .direct_targets import HU_MAX, HU_MIN, DirectSample
+from .preprocess import resample_to_shape, window
 from .direct_training import predict_probabilities
 from .errors import InputError
 from .image import Geometry, Volume
@@ -142,8 +143,8 @@ def find_l1(scan: Volume, model, meta: dict) -> tuple[Volume, dict]:
 
     canonical, how = to_canonical(scan)
     shape = tuple(meta["shape_zyx"])
-    grid = resample_to_shape(canonical, shape)
-    finding = find_l1_on_grid(predict_probabilities(model, window(grid.array)), grid.geometry)
+    grid = resample_to_shape(canonical, shape, antialias=True)
+    finding = find_l1_on_grid(predict_probabilities(model, window(grid.array, HU_MIN, HU_MAX)), grid.geometry)
     mask_canonical = np.zeros(canonical.array.shape, bool)
     if finding.found:
         back = sitk.Resample(Volume(finding.mask.astype(np.float32), grid.geometry).to_sitk(),

@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
 from . import labels as verse
 from .cache import cache_dir
 from .errors import InputError
 from .experiments import DIRECT_CLASSES
 from .image import Geometry, Volume
+from .preprocess import resample_to_shape, window
 from .results import write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -50,37 +50,6 @@ def class_names(classes: str) -> tuple[str, ...]:
         return DIRECT_CLASSES[classes.replace(" ", "")]
     except KeyError:
         raise ValueError(f"unknown class variant {classes!r}; choose one of {sorted(DIRECT_CLASSES)}") from None
-
-
-def resample_to_shape(volume: Volume, shape_zyx, *, labels: bool = False) -> Volume:
-    """Resample to ``shape_zyx`` voxels spanning the same physical box (linear, or nearest for labels).
-
-    Grids are aligned at the outer voxel edges, so the new spacing is ``old_extent / new_count`` per
-    axis. When downsampling, intensities are first smoothed with a Gaussian (sigma = half the new
-    spacing) to avoid aliasing.
-    """
-    g = volume.geometry
-    old_xyz, new_xyz = np.array(volume.shape_xyz), np.array(shape_zyx[::-1])
-    spacing = np.asarray(g.spacing_mm) * old_xyz / new_xyz
-    d = g.direction_matrix
-    # the new first voxel centre sits half a new voxel inside the old grid's corner edge
-    origin = np.asarray(g.origin_mm) + d @ (0.5 * (spacing - np.asarray(g.spacing_mm)))
-    new = Geometry(tuple(spacing), tuple(origin), g.direction)
-    image = volume.to_sitk()
-    if not labels:
-        image = sitk.Cast(image, sitk.sitkFloat32)
-        sigma = [0.5 * s if s > 1.5 * o else 0.0 for s, o in zip(spacing, g.spacing_mm)]
-        if max(sigma) > 0:
-            image = sitk.SmoothingRecursiveGaussian(image, [max(s, 1e-3) for s in sigma])
-    ref = new.apply_to(sitk.Image([int(n) for n in new_xyz], image.GetPixelID()))
-    out = sitk.Resample(image, ref, sitk.Transform(), sitk.sitkNearestNeighbor if labels else sitk.sitkLinear,
-                        0.0 if labels else -1024.0)
-    return Volume(sitk.GetArrayFromImage(out), new)
-
-
-def window(array_hu: np.ndarray, hu_min: float = HU_MIN, hu_max: float = HU_MAX) -> np.ndarray:
-    """Clip to [hu_min, hu_max] HU and scale to [0, 1] (float32)."""
-    return ((np.clip(array_hu, hu_min, hu_max) - hu_min) / (hu_max - hu_min)).astype(np.float32)
 
 
 def class_map(vertebrae: np.ndarray, ribs: np.ndarray | None, meta: dict, classes: str) -> np.ndarray:
@@ -147,7 +116,7 @@ def load_direct_sample(case_dir: str | Path, shape_zyx, classes: str = "L1", lab
                                 {int(k): tuple(v) for k, v in info["centroids_mm"].items()}, info["meta"])
     case = read_verse_case(case_dir)
     image, _ = to_canonical(case.image)
-    grid = resample_to_shape(image, shape_zyx)
+    grid = resample_to_shape(image, shape_zyx, antialias=True)
     target = None
     if label_source == "hand" and case.vertebrae is not None:
         vert = to_canonical(case.vertebrae)[0]
@@ -160,8 +129,9 @@ def load_direct_sample(case_dir: str | Path, shape_zyx, classes: str = "L1", lab
     elif label_source != "hand":
         raise ValueError(f"label_source must be 'hand' or 'pseudo', got {label_source!r}")
     if target is not None:
-        target = resample_to_shape(Volume(target, vert.geometry), shape_zyx, labels=True).array
-    sample = DirectSample(case.case_id, window(grid.array), target, grid.geometry,
+        target = resample_to_shape(Volume(target, vert.geometry), shape_zyx, interpolator="nearest",
+                                   default_hu=0).array
+    sample = DirectSample(case.case_id, window(grid.array, HU_MIN, HU_MAX), target, grid.geometry,
                           {int(k): tuple(float(c) for c in v) for k, v in case.centroids_mm.items()}, case.meta)
     info = {"case_id": sample.case_id, "geometry": sample.geometry.to_dict(),
             "centroids_mm": {str(k): v for k, v in sample.centroids_mm.items()}, "meta": sample.meta}

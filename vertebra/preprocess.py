@@ -82,13 +82,25 @@ def grid_covering(volume: Volume, shape_zyx) -> Geometry:
 
 
 def resample_to_shape(volume: Volume, shape_zyx=DIRECT_SHAPE_ZYX, interpolator: str = "linear",
-                      default_hu: float = AIR_HU) -> Volume:
+                      default_hu: float = AIR_HU, antialias: bool = False) -> Volume:
     """Resample the whole scan onto a fixed `shape_zyx` grid (anisotropic voxels), as the direct method
     does (paper §2.2: 128x128x192). Make the volume canonical first (`vertebra.io.to_canonical`) so
-    that the last numpy axis is x (L) and the first is z (S)."""
+    that the last numpy axis is x (L) and the first is z (S).
+
+    With ``antialias=True`` intensities are first smoothed with a Gaussian of sigma = half the new
+    spacing along every axis that shrinks by more than 1.5x, so that thin bright structures (cortical
+    bone, tagged fluid) do not alias into speckle on a coarse grid."""
     if len(shape_zyx) != 3 or min(shape_zyx) < 1:
         raise ValueError(f"shape_zyx must be three positive sizes, got {shape_zyx}")
-    return _resample(volume, grid_covering(volume, shape_zyx), shape_zyx[::-1], interpolator, default_hu)
+    grid = grid_covering(volume, shape_zyx)
+    if antialias and interpolator != "nearest":
+        sigma = [0.5 * new if new > 1.5 * old else 0.0
+                 for new, old in zip(grid.spacing_mm, volume.geometry.spacing_mm)]
+        if max(sigma) > 0:
+            image = sitk.SmoothingRecursiveGaussian(sitk.Cast(volume.to_sitk(), sitk.sitkFloat32),
+                                                    [max(s, 1e-3) for s in sigma])
+            volume = Volume.from_sitk(image)
+    return _resample(volume, grid, shape_zyx[::-1], interpolator, default_hu)
 
 
 def resample_like(volume: Volume, reference: Volume, interpolator: str = "linear",
