@@ -44,8 +44,8 @@ def names(runs):
 def test_plan_all_has_every_row_between_data_and_summary_notebooks():
     runs = names(plan("all", "quick"))
     assert runs[:2] == ["01_synthetic_cohort", "02_pseudomasks"]
-    assert runs[-4:] == ["05_ctc_evaluation", "06_figure2", "07_figure3", "08_table2"]
-    assert len(runs) == 2 + len(DIRECT_ROWS) + len(INSTANCE_ROWS) + 4
+    assert runs[-5:] == ["05_ctc_evaluation", "06_figure2", "07_figure3", "08_table2", "09_real_ct"]
+    assert len(runs) == 2 + len(DIRECT_ROWS) + len(INSTANCE_ROWS) + 5
 
 
 def test_plan_selection_by_group_and_run_id():

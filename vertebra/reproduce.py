@@ -2,7 +2,8 @@
 
 The plan, in order: `01_synthetic_cohort`, `02_pseudomasks`, `03_direct_l1` once per row of
 `vertebra.experiments.DIRECT_ROWS`, `04_instance` once per row of `INSTANCE_ROWS`, then the pages
-that read what the rows wrote: `05_ctc_evaluation`, `06_figure2`, `07_figure3`, `08_table2`.
+that read what the rows wrote: `05_ctc_evaluation`, `06_figure2`, `07_figure3`, `08_table2`, and
+`09_real_ct` (which shows its committed results, and recomputes nothing, when the real CT is not fetched).
 
 Each run has a *fingerprint*: a hash of the notebook source, its parameters and every source file of
 the `vertebra` package (for the summary pages also of the result files they read). A run whose
@@ -41,9 +42,10 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_NOTEBOOKS = ("01_synthetic_cohort", "02_pseudomasks")
-SUMMARY_NOTEBOOKS = ("05_ctc_evaluation", "06_figure2", "07_figure3", "08_table2")
+SUMMARY_NOTEBOOKS = ("05_ctc_evaluation", "06_figure2", "07_figure3", "08_table2", "09_real_ct")
 #: result files whose content enters the fingerprint of the summary notebooks
-SUMMARY_INPUT_GLOBS = ("table2.csv", "runs/*/*.csv", "runs/*/*.json", "runs/*/*.pt", "benchmarks/*.json")
+SUMMARY_INPUT_GLOBS = ("table2.csv", "runs/*/*.csv", "runs/*/*.json", "runs/*/*.pt", "benchmarks/*.json",
+                       "real_ct/*.csv")
 
 
 @dataclass(frozen=True)
