@@ -12,7 +12,7 @@
 
 # %% tags=["parameters"]
 cohort = "pseudo"
-n_cases = 60
+n_cases = 40
 seed = 0
 scale = "quick"
 results_dir = "results"
@@ -52,7 +52,8 @@ from vertebra.pseudomask.quality import quality_table, summarise, write_quality_
 
 logging.basicConfig(level=logging.WARNING)
 spacing_mm = get_scale(scale).phantom_spacing_mm
-cases = make_cohort(cohort, spacing_mm=spacing_mm, n=n_cases, seed=seed)
+n = min(n_cases, get_scale(scale).cohort_sizes.get(cohort, n_cases))
+cases = make_cohort(cohort, spacing_mm=spacing_mm, n=n, seed=seed)
 print(f"{len(cases)} scans of the {cohort!r} cohort at {spacing_mm} mm")
 
 # %% [markdown]

@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 class CanalConfig:
     """What a spinal canal looks like in an axial slice (adult lumbar/thoracic anatomy)."""
 
-    #: bone threshold (HU) after light smoothing; cortical bone and dense trabecular bone exceed it
-    bone_hu: float = 200.0
+    #: bone thresholds (HU) after light smoothing, each tried: a thin or blurred arch (thick slices,
+    #: low density) encloses the canal only at the lower one
+    bone_hu_levels: tuple[float, ...] = (200.0, 140.0)
     #: canal content: CSF and cord
     content_hu: tuple[float, float] = (-60.0, 90.0)
     #: cross-sectional area of the canal, mm² (thoracic ~150, lumbar ~300; generous both ways)
@@ -43,6 +44,10 @@ class CanalConfig:
     #: direction and the image's y axis (axial rotation of the patient and the vertebrae)
     n_directions: int = 24
     max_tilt_deg: float = 35.0
+    #: the patient is what is denser than this (HU); the canal lies within ~`midline_sigma_mm` of its
+    #: left-right middle
+    body_hu: float = -400.0
+    midline_sigma_mm: float = 35.0
 
 
 @dataclass
@@ -106,42 +111,66 @@ def _body_direction(weight: np.ndarray, centre_yx: np.ndarray, spacing_yx, cfg: 
     return np.array([np.sin(angles[best]), np.cos(angles[best])]), max(contrast, 0.0)
 
 
+def _body_midline_x(sm: np.ndarray, cfg: CanalConfig) -> np.ndarray:
+    """Per slice, the mean x index of the patient (voxels above `body_hu`); the image centre if none."""
+    body = sm > cfg.body_hu
+    count = body.sum(axis=(1, 2))
+    x = np.arange(sm.shape[2])
+    total = (body.sum(axis=1) * x).sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), (sm.shape[2] - 1) / 2)
+
+
 def detect_canal(image: Volume, config: CanalConfig = CanalConfig(),
                  smoothed: np.ndarray | None = None) -> CanalCandidates:
     """Canal candidates in every axial slice of `image` (HU).
 
-    A candidate is a hole of the bone mask (bone > `bone_hu`) with canal-like area and content.
+    A candidate is a hole of a bone mask (bone > each of `bone_hu_levels`) with canal-like area and
+    content, near the left-right middle of the patient.
     Its score grows with the bone weighed in the body direction and falls with content density.
     """
     cfg = config
     sm = smoothed if smoothed is not None else smooth_in_plane(image, cfg.smooth_mm)
-    sz, sy, sx = image.spacing_zyx
+    parts = [_candidates_at(sm, image.spacing_zyx, hu, cfg) for hu in cfg.bone_hu_levels]
+    centres, area, mean, anterior, score = (np.concatenate([p[k] for p in parts]) for k in range(5))
+    keep = np.isfinite(score)
+    log.info("canal: %d candidates in %d of %d slices", len(score),
+             len(np.unique(np.round(centres[:, 0]))) if len(score) else 0, sm.shape[0])
+    return CanalCandidates(centres[keep], area[keep], mean[keep], anterior[keep], score[keep])
+
+
+def _candidates_at(sm: np.ndarray, spacing_zyx, bone_hu: float, cfg: CanalConfig):
+    """(centres, area_mm2, mean_hu, anterior, score) of the canal-like holes of the mask sm > bone_hu."""
+    sz, sy, sx = spacing_zyx
     pixel_mm2 = sy * sx
-    bone = sm > cfg.bone_hu
+    bone = sm > bone_hu
     plane = np.zeros((3, 3, 3), bool)
     plane[1] = ndimage.generate_binary_structure(2, 1)
     filled = ndimage.binary_fill_holes(bone, structure=plane)
     holes = filled & ~bone
     labels, n = ndimage.label(holes, structure=plane)
     if n == 0:
-        log.info("no bone-enclosed holes: no canal candidates")
-        return CanalCandidates(np.zeros((0, 3)), np.zeros(0), np.zeros(0), np.zeros((0, 2)), np.zeros(0))
+        return np.zeros((0, 3)), np.zeros(0), np.zeros(0), np.zeros((0, 2)), np.zeros(0)
     index = np.arange(1, n + 1)
     area = ndimage.sum_labels(np.ones_like(sm), labels, index) * pixel_mm2
     mean = ndimage.mean(sm, labels, index)
     keep = ((area >= cfg.area_mm2[0]) & (area <= cfg.area_mm2[1])
             & (mean >= cfg.content_hu[0]) & (mean <= cfg.content_hu[1]))
     kept = index[keep]
+    if len(kept) == 0:
+        return np.zeros((0, 3)), np.zeros(0), np.zeros(0), np.zeros((0, 2)), np.zeros(0)
     centres = np.array(ndimage.center_of_mass(holes, labels, kept)).reshape(-1, 3)
     anterior = np.zeros((len(kept), 2))
     weight = np.zeros(len(kept))
     for i, c in enumerate(centres):
         z = int(round(c[0]))
         anterior[i], weight[i] = _body_direction(bone_weight(sm[z]), c[1:], (sy, sx), cfg)
-    # canal-like: a heavy body on one side, content darker than soft tissue, a plausible area
     darkness = np.clip((cfg.content_hu[1] - mean[keep]) / (cfg.content_hu[1] - cfg.content_hu[0]), 0, 1)
     size = np.exp(-0.5 * (np.log(area[keep] / 200.0) / 0.8) ** 2)
-    score = weight * (0.5 + 0.5 * darkness) * size
-    log.info("canal: %d candidates in %d of %d slices", len(kept),
-             len(np.unique(np.round(centres[:, 0]))) if len(kept) else 0, sm.shape[0])
-    return CanalCandidates(centres, area[keep], mean[keep], anterior, score)
+    # the spine runs near the left-right middle of the body (scoliosis moves it a few cm at most);
+    # a femoral or humeral shaft (marrow inside a cortical tube) lies far to the side
+    body_x = _body_midline_x(sm, cfg)
+    zc = np.clip(np.round(centres[:, 0]).astype(int), 0, sm.shape[0] - 1)
+    lateral_mm = (centres[:, 2] - body_x[zc]) * sx
+    midline = np.exp(-0.5 * (lateral_mm / cfg.midline_sigma_mm) ** 2)
+    score = weight * (0.5 + 0.5 * darkness) * size * midline
+    return centres, area[keep], mean[keep], anterior, score

@@ -30,7 +30,7 @@ from .watershed import WatershedConfig, WatershedResult, segment_vertebrae
 log = logging.getLogger(__name__)
 
 #: bump when the tool's output changes, so cached pseudo-masks are recomputed
-TOOL_VERSION = "3"
+TOOL_VERSION = "4"
 
 
 @dataclass(frozen=True)
