@@ -169,3 +169,24 @@ def test_real_ct_measurements_are_plausible():
     assert abs(tissue["lung_hu"] - reference["lung_hu"]) < 30
     assert abs(tissue["muscle_hu"] - reference["muscle_hu"]) < 15
     assert -130 < tissue["fat_hu"] < -70
+
+
+def test_direct_row_on_a_labelled_case_is_scored_and_drawn(tmp_path):
+    import torch
+
+    from vertebra.direct import save_weights
+    from vertebra.models import UNet3D, UNetConfig
+    from vertebra.real_eval import discover_models, evaluate_on_real
+
+    torch.manual_seed(0)
+    weights = tmp_path / "runs" / "unet-tiny" / "weights.pt"
+    save_weights(UNet3D(UNetConfig(features=4)), weights, classes="L1", shape_zyx=[32, 32, 32], run_id="unet-tiny")
+    models = discover_models(tmp_path)
+    assert models == {"direct": {"unet-tiny": weights}, "instance": {}}
+    case = toy_spine()
+    case.centroids_mm = {19: (40.0, 33.0, 51.0), 20: (40.0, 33.0, 23.0)}
+    (rec,) = evaluate_on_real(case, models["direct"], figures_dir=tmp_path / "fig")
+    assert rec["run_id"] == "unet-tiny" and rec["method"] == "3D U-Net"
+    assert 0.0 <= rec["l1_dice"] <= 1.0 and rec["true_z_mm"] == 23.0
+    assert rec["l1_correct"] == (rec["closest_label"] == 20)
+    assert (tmp_path / "fig" / "unet-tiny.png").read_bytes()[:4] == b"\x89PNG"
