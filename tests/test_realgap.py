@@ -30,7 +30,8 @@ class ToyCase:
 
 
 def toy_spine(noise_hu: float = 0.0, seed: int = 0) -> ToyCase:
-    """A box body of fat around muscle (1 mm voxels, 2 mm slices), two box vertebrae (T12 over L1) of 20 x 30 x 16 mm with a
+from vertebra.domain_randomisation import (ChestCrop, IntensityJitter, RandomisedCopies,
+                                           Randomisation)
     1-voxel 700 HU shell around a 150 HU core, a straight 'rib' on T12; arrays (z, y, x)."""
     rng = np.random.default_rng(seed)
     shape = (40, 100, 80)
@@ -180,7 +181,8 @@ def test_direct_row_on_a_labelled_case_is_scored_and_drawn(tmp_path):
 
     torch.manual_seed(0)
     weights = tmp_path / "runs" / "unet-tiny" / "weights.pt"
-    save_weights(UNet3D(UNetConfig(features=4)), weights, classes="L1", shape_zyx=[32, 32, 32], run_id="unet-tiny")
+    save_weights(UNet3D(UNetConfig(features=4)), weights, classes="L1", shape_zyx=[32, 32, 32],
+                 run_id="unet-tiny")
     models = discover_models(tmp_path)
     assert models == {"direct": {"unet-tiny": weights}, "instance": {}}
     case = toy_spine()

@@ -100,7 +100,8 @@ class ChestCrop:
         grid = resample_to_shape(cut, shape_zyx, antialias=True)
         labels = resample_to_shape(Volume(target, geom), shape_zyx, interpolator="nearest", default_hu=0).array
         centroids = {int(k): tuple(float(c) for c in v) for k, v in case.centroids_mm.items()}
-        return DirectSample(case.case_id, window(grid.array, HU_MIN, HU_MAX), labels, grid.geometry, centroids, case.meta)
+        return DirectSample(case.case_id, window(grid.array, HU_MIN, HU_MAX), labels, grid.geometry,
+                            centroids, case.meta)
 
 
 @dataclass(frozen=True)

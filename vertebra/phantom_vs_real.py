@@ -17,7 +17,6 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 
-from . import labels as verse
 from .image import Volume
 from .realgap import CanonicalCase, TissueRules, level_spacing, tissue_hu, vertebral_bodies
 

@@ -84,7 +84,8 @@ def instance_on_case(case, weights: str | Path, run_id: str | None = None) -> tu
                 for lab in sorted(int(v) for v in np.unique(truth) if v and is_target(int(v)))}
     rec.update({"classes": "1 generic class", "n_found": len(result.levels),
                 "labels_found": " ".join(v["name"] for v in result.levels),
-                "dice_by_level": by_level, "mean_dice": float(np.mean(list(by_level.values()))) if by_level else math.nan,
+                "dice_by_level": by_level,
+                "mean_dice": float(np.mean(list(by_level.values()))) if by_level else math.nan,
                 "id_rate": identification_rate(result.centroids_mm, {k: v for k, v in case.centroids_mm.items()
                                                                    if is_target(k)})})
     return rec, result.mask
