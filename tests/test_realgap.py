@@ -30,8 +30,8 @@ class ToyCase:
 
 
 def toy_spine(noise_hu: float = 0.0, seed: int = 0) -> ToyCase:
-from vertebra.domain_randomisation import (ChestCrop, IntensityJitter, RandomisedCopies,
-                                           Randomisation)
+    """A box body of fat around muscle (1 mm voxels, 2 mm slices) and two box vertebrae (T12 over L1),
+    16 mm high, 30 mm wide and 16 mm deep, each a
     1-voxel 700 HU shell around a 150 HU core, a straight 'rib' on T12; arrays (z, y, x)."""
     rng = np.random.default_rng(seed)
     shape = (40, 100, 80)
