@@ -140,6 +140,10 @@ ax.set(xlabel="true trabecular HU (L1)", ylabel="estimated HU (L1)");
 # the scans the phantom made hard on purpose (metal, fractures, transitional anatomy, low density),
 # at the cut ends of the field of view, and in the sacrum. Because a person places L1, a wrong count
 # elsewhere in the spine does not move the L1 target: what matters for the direct U-Net is the L1
-# Dice column. The default `n_cases` is the number of scans that fits in about ten minutes of a
-# two-core laptop (the tool's seconds per scan are in the table); the training set itself is built
-# for all 257 scans by `vertebra.pseudomask.build_training_set`.
+# Dice column.
+#
+# About the default `n_cases` (40): the tool takes about 5 s per scan at 2 mm on a shared two-core
+# machine and generating a phantom about as long again, so the whole cohort of 257 scans would take
+# about 40 minutes from an empty cache, while 40 scans fit in about ten. The training set itself is
+# built for all 257 scans by `vertebra.pseudomask.build_training_set` (or case by case, on first use,
+# by `vertebra.pseudomask.training_labels`).
