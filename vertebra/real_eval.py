@@ -109,8 +109,10 @@ def evaluate_on_real(case, direct: dict[str, Path] | None = None, instance: dict
 
 
 def write_figure(case, predicted: Volume, record: dict, path: Path) -> Path:
-    """Sagittal and coronal slices through the true L1: reference L1 outlined in white, the method's
-    labels coloured (its L1 in red), a line at each L1 centroid height (white: truth, yellow: method)."""
+    """A sagittal view that follows the spine (each axial row taken at the x of the reference spine at that
+    height, so a scoliotic spine stays in view) and a coronal slice through the true L1: reference L1
+    outlined in white, the method's labels coloured (its L1 in red), a line at each L1 centroid height
+    (dashed white: truth, yellow: method)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -123,17 +125,21 @@ def write_figure(case, predicted: Volume, record: dict, path: Path) -> Path:
     truth, _ = to_canonical(case.vertebrae)
     pred, _ = to_canonical(predicted)
     k, j, i = np.rint(ct.world_to_index([case.centroids_mm[L1]])[0]).astype(int)
+    spine = np.array(sorted(ct.world_to_index(list(case.centroids_mm.values())).tolist()))  # (z, y, x) by z
+    zs = np.arange(ct.array.shape[0])
+    xs = np.clip(np.rint(np.interp(zs, spine[:, 0], spine[:, 2])).astype(int), 0, ct.array.shape[2] - 1)
     sx, sy, sz = ct.geometry.spacing_mm
     fig, axes = plt.subplots(1, 2, figsize=(8, 5), constrained_layout=True)
     cmap = label_cmap(30)
-    views = ((axes[0], np.s_[:, :, i], sz / sy, "sagittal"), (axes[1], np.s_[:, j, :], sz / sx, "coronal"))
-    for ax, sl, aspect, title in views:
-        ax.imshow(ct.array[sl], cmap="gray", vmin=-200, vmax=1000, aspect=aspect, origin="lower")
-        lab = pred.array[sl].astype(int)
+    views = ((axes[0], lambda a: a[zs, :, xs], sz / sy, "sagittal, along the spine"),
+             (axes[1], lambda a: a[:, j, :], sz / sx, "coronal"))
+    for ax, cut, aspect, title in views:
+        ax.imshow(cut(ct.array), cmap="gray", vmin=-200, vmax=1000, aspect=aspect, origin="lower")
+        lab = cut(pred.array).astype(int)
         ax.imshow(np.ma.masked_equal(lab, 0), cmap=cmap, vmin=0, vmax=cmap.N - 1, alpha=0.5, aspect=aspect,
                   origin="lower", interpolation="nearest")
-        ax.contour(truth.array[sl] == L1, levels=[0.5], colors="white", linewidths=0.8)
-        ax.axhline(ct.world_to_index([case.centroids_mm[L1]])[0][0], color="white", ls="--", lw=0.8)
+        ax.contour(cut(truth.array) == L1, levels=[0.5], colors="white", linewidths=0.8)
+        ax.axhline(k, color="white", ls="--", lw=0.8)
         if record.get("l1_found") and np.isfinite(record.get("pred_z_mm", math.nan)):
             z_idx = (record["pred_z_mm"] - ct.geometry.origin_mm[2]) / sz
             ax.axhline(z_idx, color="yellow", ls="-", lw=1.0)
