@@ -46,6 +46,7 @@ from IPython.display import Image, display
 
 from vertebra.datasets import real_ct_available
 from vertebra.experiments import get_scale
+from vertebra.real_eval import discover_models
 from vertebra.real_experiment import evaluate_methods, measure_gap, randomisation_experiment
 
 scale_ = get_scale(scale)
@@ -97,14 +98,18 @@ for name in ("gap_tissue.png", "gap_views.png"):
 # ## 2. Every trained row on the real scan
 #
 # Each direct U-Net row runs as `vertebra find-l1` would, and each instance row as
-# `vertebra label-spine` would, on the real scan at its own resolution. The scores are those of
+# `vertebra label-spine` would, on the real scan at its own resolution. Whenever the scan is fetched
+# and rows have weights under `results/runs/`, this is recomputed (a few seconds per row), so the
+# table always belongs to the weights in the repository. The scores are those of
 # Table 2 (is the predicted L1 closest to the true L1, the craniocaudal error in mm) plus the Dice of
 # the predicted L1 with the reference L1, and for the instance rows the Dice of each labelled vertebra.
 # The reference is TotalSegmentator's output, itself a model: Dice is bounded by how well it agrees
 # with the truth, which on vertebrae is usually above 0.9.
 
 # %%
-if available and (recompute or not (out / "methods.csv").exists()):
+trained = discover_models(results_dir)
+print("rows with weights:", sorted(trained["direct"]) + sorted(trained["instance"]) or "none")
+if available and (recompute or trained["direct"] or trained["instance"] or not (out / "methods.csv").exists()):
     evaluate_methods(out, results_dir)
 methods = pd.read_csv(out / "methods.csv") if (out / "methods.csv").exists() else pd.DataFrame()
 cols = [c for c in ("method", "run_id", "l1_found", "l1_correct", "cc_error_mm", "closest_name", "l1_dice",

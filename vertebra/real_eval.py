@@ -16,6 +16,7 @@ borders of a vertebra are those of the reference as much as of the method.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -101,6 +102,7 @@ def evaluate_on_real(case, direct: dict[str, Path] | None = None, instance: dict
         log.info("%s %s on %s", kind, run_id, case.case_id)
         run = direct_on_case if kind == "direct" else instance_on_case
         rec, mask = run(case, weights, run_id)
+        rec["weights_sha1"] = hashlib.sha1(Path(weights).read_bytes()).hexdigest()[:12]
         if figures_dir is not None:
             rec["figure"] = f"{run_id}.png"
             write_figure(case, mask, rec, Path(figures_dir) / rec["figure"])
