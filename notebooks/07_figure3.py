@@ -39,8 +39,6 @@ results_dir = "results"
 # %%
 from pathlib import Path
 
-import numpy as np
-
 from vertebra.experiments import get_scale
 from vertebra.instance.figures import FIGURE3_COHORTS, figure3, pick_cases
 from vertebra.instance.weights import DEFAULT_WEIGHTS, load_bundle
@@ -64,7 +62,7 @@ print("weights:", weights, "| trained with:", bundle.params)
 # %%
 cohorts = {name: cohort(name, spacing_mm=sizes.phantom_spacing_mm, n=sizes.cohort_sizes[name], seed=seed)
            for name, _ in FIGURE3_COHORTS}
-picked = pick_cases(cohorts, np.random.default_rng(seed))
+picked = pick_cases(cohorts, seed)
 {name: Path(p).name for name, p in picked.items()}
 
 # %% [markdown]

@@ -22,8 +22,10 @@ FIGURE3_COHORTS = (("instance", "spine CT (in-sample, VerSe-like)"), ("ctc_test"
                    ("pseudo", "CTC, training site"), ("hand", "chest-abdomen-pelvis, contrast"))
 
 
-def pick_cases(cohort_dirs: dict[str, list], rng: np.random.Generator) -> dict[str, object]:
-    """One case folder per cohort, drawn uniformly with ``rng`` (cohorts in the given order)."""
+def pick_cases(cohort_dirs: dict[str, list], seed: int | np.random.Generator = 0) -> dict[str, object]:
+    """One case folder per cohort, drawn uniformly (cohorts in the given order) with a generator
+    seeded by ``seed`` (or the generator itself)."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     return {name: dirs[int(rng.integers(len(dirs)))] for name, dirs in cohort_dirs.items()}
 
 
