@@ -124,7 +124,7 @@ methods[cols].round(3) if len(methods) else "no trained rows with weights were f
 if (out / "methods.json").exists():
     recs = json.loads((out / "methods.json").read_text())
     per_level = {r["run_id"]: r["dice_by_level"] for r in recs if r.get("dice_by_level")}
-    display(pd.DataFrame(per_level).T if per_level else "no instance rows")
+    display(pd.DataFrame.from_dict(per_level, orient="index") if per_level else "no instance rows")
 
 # %% [markdown]
 # Sagittal and coronal slices through the true L1: the white outline is the reference L1 and the
