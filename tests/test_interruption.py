@@ -34,6 +34,8 @@ TRAINING = textwrap.dedent('''
 
     import torch
 
+    torch.set_num_threads(1)  # as in the test process (conftest): results are exact per thread count
+
     from vertebra import train as training
     from vertebra.train import TrainConfig, step_seed
 

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 #: the parameters of a row and their defaults (iterations None → the scale's)
 DEFAULT_PARAMS = {"run_id": "unet-l1-hand-22", "classes": "L1", "n_train": 22, "n_aug": 256,
                   "label_source": "hand", "scale": "quick", "seed": 0, "iterations": None,
-                  "learning_rate": 1e-3, "features": None}
+                  "learning_rate": 1e-3, "features": None, "foreground_weight": 30.0}
 
 
 def split_cohorts(params: dict, scale) -> dict[str, list[Path]]:
@@ -62,7 +62,7 @@ def split_cohorts(params: dict, scale) -> dict[str, list[Path]]:
 
 
 #: bump when training changes in a way that makes old checkpoints in the cache stale
-TRAINING_VERSION = 1
+TRAINING_VERSION = 2
 
 
 def _run_cache(params: dict) -> Path:
@@ -150,14 +150,15 @@ def run_row(params: dict, out_dir: str | Path, table2_path: str | Path | None = 
                         learning_rate=params["learning_rate"], seed=params["seed"],
                         checkpoint_every=max(1, min(50, iterations)), validate_every=max(1, iterations // 5))
     run_cache = _run_cache(params)
-    result = train(model, copies.batch_sampler(tconf.batch_size, tconf.seed), DirectLoss(len(names)), tconf,
+    loss = DirectLoss(len(names), foreground_weight=params["foreground_weight"])
+    result = train(model, copies.batch_sampler(tconf.batch_size, tconf.seed), loss, tconf,
                    run_cache, validate=dice_validator(val_s))
 
     records, summary = evaluate(model, test_s)
     dice_val = result.last_validation.get("dice_val", math.nan)
     effective = {"n_train": len(train_s), "n_val": len(val_s), "n_test": len(test_s), "iterations": iterations,
                  "batch_size": tconf.batch_size, "shape_zyx": list(shape), "unet": config.to_dict(),
-                 "loss": "cross-entropy + soft Dice (foreground)"}
+                 "loss": f"cross-entropy (foreground x{params['foreground_weight']}) + soft Dice (foreground)"}
     metrics = {"dice_val": dice_val, "avg_err_test_mm": summary["avg_err_mm"],
                "med_err_test_mm": summary["med_err_mm"], "l1_acc_test": summary["l1_acc"],
                "n_test": summary["n"], "test_summary": summary}
