@@ -55,7 +55,7 @@ print("foreground classes:", class_names(classes))
 # ## What the network sees
 #
 # Each scan is put in a standard orientation, then resampled so that its whole field of view fills the
-# network grid (192 x 128 x 128 voxels in the paper, 96 x 64 x 64 at the quick scale). The voxels are
+# network grid (192 x 128 x 128 voxels in the paper, 64 x 48 x 48 at the quick scale). The voxels are
 # therefore far from cubic and differ from scan to scan: a long scan is squeezed more along z than a
 # short one. Intensities are clipped to 100-1000 HU, which keeps bone and the bone-bright tagged fluid
 # of colonography and drops soft tissue, then scaled to [0, 1].

@@ -83,7 +83,7 @@ gap if gap is None else gap.round(1)
 
 # %%
 if (out / "measurements.json").exists():
-    m = json.loads((out / "measurements.json").read_text())
+    m = json.loads((out / "measurements.json").read_text(encoding="utf-8"))
     ref = m["totalseg_reference"]
     check = pd.DataFrame([{"tissue": t, "rule (HU)": m["real"]["tissue"][f"{t}_hu"],
                            "TotalSegmentator label (HU)": ref[f"{t}_hu"]} for t in ("liver", "lung", "muscle")])
@@ -122,7 +122,7 @@ methods[cols].round(3) if len(methods) else "no trained rows with weights were f
 
 # %%
 if (out / "methods.json").exists():
-    recs = json.loads((out / "methods.json").read_text())
+    recs = json.loads((out / "methods.json").read_text(encoding="utf-8"))
     per_level = {r["run_id"]: r["dice_by_level"] for r in recs if r.get("dice_by_level")}
     display(pd.DataFrame.from_dict(per_level, orient="index") if per_level else "no instance rows")
 
@@ -159,7 +159,7 @@ if available and base.exists() and scale != "smoke" and (recompute or not (out /
 if (out / "randomisation.csv").exists():
     dr = pd.read_csv(out / "randomisation.csv")
     display(dr.round(3))
-    base_note = json.loads((out / "randomisation.json").read_text())
+    base_note = json.loads((out / "randomisation.json").read_text(encoding="utf-8"))
     print("fine-tuned from:", base_note.get("base_run_id"))
 else:
     print("no randomisation results yet (they need the base row's weights and the real CT)")

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_config_keeps_the_book_offline_and_unexecuted():
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
     assert config["execute"]["execute_notebooks"] == "off"
     extensions = config["sphinx"]["config"]["extensions"]
     assert "sphinx_thebe" not in extensions and "sphinx.ext.intersphinx" not in extensions
@@ -30,8 +30,8 @@ def test_staging_fills_placeholders_and_generated_tables(tmp_path):
     stage = tmp_path / "stage"
     missing = stage_sources(executed, stage, tmp_path / "results", tmp_path / "records")
     assert "08_table2" in missing
-    assert "vertebra reproduce --rows 08_table2" in (stage / "book/executed/08_table2.md").read_text()
-    assert "vertebra:benchmarks" not in (stage / "book/performance.md").read_text()
+    assert "vertebra reproduce --rows 08_table2" in (stage / "book/executed/08_table2.md").read_text(encoding="utf-8")
+    assert "vertebra:benchmarks" not in (stage / "book/performance.md").read_text(encoding="utf-8")
     assert placeholder_page("03_direct_l1-unet-l1-hand-44").count("--rows unet-l1-hand-44") == 1
 
 

@@ -52,8 +52,8 @@ def assert_same_results(a, b) -> None:
     for (name, x), (_, y) in zip(net_a.state_dict().items(), net_b.state_dict().items()):
         assert torch.equal(x, y), name
     assert (a.parent.parent / "table2.csv").read_bytes() == (b.parent.parent / "table2.csv").read_bytes()
-    assert "train_seconds" not in json.loads((a / "metrics.json").read_text())
-    assert "train_seconds" in json.loads((a / "timing.json").read_text())
+    assert "train_seconds" not in json.loads((a / "metrics.json").read_text(encoding="utf-8"))
+    assert "train_seconds" in json.loads((a / "timing.json").read_text(encoding="utf-8"))
 
 
 def test_direct_row_on_toy_spines_is_byte_identical(tmp_path):

@@ -172,12 +172,12 @@ def test_a_whole_row_and_the_cli(toy_cases, tmp_path):
                  "provenance.json", "weights.pt"):
         assert (out / name).exists(), name
     assert 0 <= metrics["l1_acc_test"] <= 1 and metrics["n_test"] == 2
-    table = (tmp_path / "results" / "table2.csv").read_text()
+    table = (tmp_path / "results" / "table2.csv").read_text(encoding="utf-8")
     assert "toy-row" in table and "smoke" in table
 
     rc = main(["find-l1", str(toy_cases[5]), "--weights", str(out / "weights.pt"), "--out", str(tmp_path / "o")])
     assert rc == 0
-    record = json.loads((tmp_path / "o" / "l1.json").read_text())
+    record = json.loads((tmp_path / "o" / "l1.json").read_text(encoding="utf-8"))
     assert {"l1_centroid_mm", "l1_z_range_mm", "confidence", "l1_bmd_hu", "model", "version"} <= set(record)
     assert main(["find-l1", str(tmp_path / "nope.nii.gz"), "--out", str(tmp_path / "o2")]) == 2
 
@@ -207,7 +207,7 @@ def test_smoke_scale_row_on_the_phantom(tmp_path):
     metrics = run_row({"run_id": "unet-l1_t12-hand-28", "classes": "L1,T12", "n_train": 28, "n_aug": 256,
                        "label_source": "hand", "scale": "smoke", "cache": str(tmp_path / "cache")},
                       tmp_path / "results" / "runs" / "unet-l1_t12-hand-28")
-    params = json.loads((tmp_path / "results" / "runs" / "unet-l1_t12-hand-28" / "params.json").read_text())
+    params = json.loads((tmp_path / "results" / "runs" / "unet-l1_t12-hand-28" / "params.json").read_text(encoding="utf-8"))
     assert params["effective"]["n_train"] == 5 and params["effective"]["n_val"] == 1  # clamped to the cohort
     assert metrics["n_test"] == 4
     assert time.time() - started < 180

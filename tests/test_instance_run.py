@@ -48,7 +48,7 @@ def test_run_row_writes_every_result_file(tmp_path, monkeypatch):
                       table2_path=tmp_path / "table2.csv")
     for name in ("params.json", "metrics.json", "per_case.csv", "train_log.csv", "provenance.json", "weights.pt"):
         assert (out / name).is_file(), name
-    assert json.loads((out / "metrics.json").read_text())["n_test"] == 1 == metrics["n_test"]
+    assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["n_test"] == 1 == metrics["n_test"]
     rows = list(csv.DictReader(open(tmp_path / "table2.csv")))
     assert rows[0]["run_id"] == "instance" and rows[0]["scale"] == "smoke" and rows[0]["method"] == "Instance"
 

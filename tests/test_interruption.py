@@ -230,11 +230,11 @@ def test_reproduce_killed_mid_run_keeps_results_consistent_and_completes_the_res
     # consistent: run 1 complete (notebook, record, result); nothing of runs 2 and 3, no temporary files
     assert sorted(p.name for p in ws.executed_dir.iterdir()) == ["fake-v1.ipynb"]
     assert sorted(p.name for p in ws.records_dir.iterdir()) == ["fake-v1.json"]
-    assert json.loads((ws.records_dir / "fake-v1.json").read_text())["status"] == "ok"
+    assert json.loads((ws.records_dir / "fake-v1.json").read_text(encoding="utf-8"))["status"] == "ok"
     assert sorted(p.name for p in ws.results_dir.iterdir() if p.is_file()) == ["value-1.txt"]
 
     statuses = [execute(NotebookRun("fake", {"scale": "smoke", "seed": 0, "value": v}, run_id=f"v{v}"), ws)["status"]
                 for v in (1, 2, 3)]
     assert statuses == ["skipped", "ok", "ok"]
-    assert [(ws.results_dir / f"value-{v}.txt").read_text() for v in (1, 2, 3)] == ["2", "4", "6"]
+    assert [(ws.results_dir / f"value-{v}.txt").read_text(encoding="utf-8") for v in (1, 2, 3)] == ["2", "4", "6"]
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith((".tmp", ".part"))]

@@ -149,7 +149,7 @@ def test_verse_centroid_write_read_round_trip(tmp_path):
     ref = with_direction(toy_ct(), DIRECTIONS["RAS"])
     centroids = {20: np.array([1.5, -2.25, 110.0]), 19: np.array([0.0, 3.0, 99.5]), 28: np.array([1.0, 1.0, 105.0])}
     path = vio.write_verse_centroids(tmp_path / "ctd.json", centroids, ref)
-    items = json.loads(path.read_text())
+    items = json.loads(path.read_text(encoding="utf-8"))
     assert items[0] == {"direction": ["R", "A", "S"]}
     assert [i["label"] for i in items[1:]] == [19, 28, 20]          # craniocaudal order
     assert all(set(i) == {"label", "X", "Y", "Z"} for i in items[1:])

@@ -1,6 +1,6 @@
 """Every notebook: a jupytext percent source with a kernelspec, a `parameters` cell first, no outputs,
 computation imported from `vertebra` (plus the standard library and the libraries that only present
-results: pandas, matplotlib, IPython); executed copies in the book stay small and name no machine."""
+results: numpy for explicit generators, pandas, matplotlib, IPython); executed copies in the book stay small and name no machine."""
 import ast
 import sys
 from pathlib import Path
@@ -20,7 +20,7 @@ def test_there_are_notebooks():
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
 def test_parameters_cell_first_and_kernelspec(path):
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     assert text.startswith("# ---\n"), "jupytext header missing"
     nb = jupytext.reads(text, fmt="py:percent")
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
@@ -34,14 +34,14 @@ def test_parameters_cell_first_and_kernelspec(path):
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
 def test_no_outputs_in_sources(path):
-    nb = jupytext.reads(path.read_text(), fmt="py:percent")
+    nb = jupytext.reads(path.read_text(encoding="utf-8"), fmt="py:percent")
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
-    assert "image/png" not in path.read_text() and "execution_count" not in path.read_text()
+    assert "image/png" not in path.read_text(encoding="utf-8") and "execution_count" not in path.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
 def test_imports_only_from_vertebra_and_presentation_libraries(path):
-    nb = jupytext.reads(path.read_text(), fmt="py:percent")
+    nb = jupytext.reads(path.read_text(encoding="utf-8"), fmt="py:percent")
     modules = set()
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -51,7 +51,7 @@ def test_imports_only_from_vertebra_and_presentation_libraries(path):
                 modules |= {a.name.split(".")[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 modules.add(node.module.split(".")[0])
-    allowed = {"vertebra", "pandas", "matplotlib", "IPython"} | set(sys.stdlib_module_names)
+    allowed = {"vertebra", "numpy", "pandas", "matplotlib", "IPython"} | set(sys.stdlib_module_names)
     assert modules <= allowed, sorted(modules - allowed)
 
 
@@ -62,7 +62,7 @@ def test_no_executed_notebooks_among_sources():
 @pytest.mark.parametrize("path", EXECUTED, ids=lambda p: p.name)
 def test_executed_notebooks_are_small_and_carry_no_widget_state(path):
     assert path.stat().st_size < 3_000_000, f"{path.name} is {path.stat().st_size / 1e6:.1f} MB"
-    assert str(ROOT) not in path.read_text(), f"{path.name} names the machine's checkout folder"
+    assert str(ROOT) not in path.read_text(encoding="utf-8"), f"{path.name} names the machine's checkout folder"
     nb = nbformat.read(path, as_version=4)
     assert "widgets" not in nb.metadata
     for cell in nb.cells:

@@ -94,7 +94,7 @@ def findings(variants, tmp_path_factory):
         out = {}
         for code, (path, _) in files.items():
             assert cli.main(["find-l1", str(path), "--out", str(folder / code)]) == 0
-            record = json.loads((folder / code / "l1.json").read_text())
+            record = json.loads((folder / code / "l1.json").read_text(encoding="utf-8"))
             out[code] = (record, read_image(folder / code / "l1_mask.nii.gz", kind="labels"))
         return out
     finally:

@@ -11,7 +11,7 @@ def _name(requirement: str) -> str:
 
 
 def _pyproject_requirements() -> dict[str, str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     reqs = list(project["dependencies"])
     for extra in ("book", "dev"):
         reqs += project["optional-dependencies"][extra]
@@ -19,7 +19,7 @@ def _pyproject_requirements() -> dict[str, str]:
 
 
 def _environment_requirements() -> dict[str, str]:
-    lines = (ROOT / "environment.yml").read_text().splitlines()
+    lines = (ROOT / "environment.yml").read_text(encoding="utf-8").splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
     reqs = [line.strip()[2:] for line in lines[start + 1:] if line.strip().startswith("- ")]
     return {_name(r): r.replace(" ", "") for r in reqs if not r.startswith("-e")}
@@ -34,5 +34,5 @@ def test_torch_is_pinned_to_the_cpu_build_version():
 
 
 def test_makefile_installs_the_torch_pin_before_the_package():
-    makefile = (ROOT / "Makefile").read_text()
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert makefile.index("pip install -q torch==2.13.0") < makefile.index('pip install -q -e ".[book,dev]"')

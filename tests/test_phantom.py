@@ -153,7 +153,7 @@ def test_cohort_files_are_byte_identical_and_reused(tmp_path):
     case = read_verse_case(a[0])
     assert case.meta["l1_label"] == 20 and case.vertebrae is not None and case.ribs is not None
     assert set(case.centroids_mm) == set(case.meta["labels_present"])
-    meta = json.loads((a[0] / f"{a[0].name}_meta.json").read_text())
+    meta = json.loads((a[0] / f"{a[0].name}_meta.json").read_text(encoding="utf-8"))
     assert meta["site"]["name"] == "ctc_test" and meta["generator_version"]
 
 

@@ -152,7 +152,7 @@ def test_cli_writes_labels_and_summary(spine, tmp_path):
     scan = write_image(ct, tmp_path / "scan.nii.gz")
     l1 = ct.index_to_world(centres[3] / np.asarray(ct.spacing_zyx))[0]
     assert main(["pseudomask", str(scan), "--out", str(tmp_path / "out"), "--l1-mm", *map(str, l1)]) == 0
-    summary = json.loads((tmp_path / "out" / "scan_pseudomask.json").read_text())
+    summary = json.loads((tmp_path / "out" / "scan_pseudomask.json").read_text(encoding="utf-8"))
     assert summary["n_vertebrae"] >= 6
     aligned = read_image(tmp_path / "out" / "scan_pseudo-vert_msk.nii.gz", kind="labels")
     assert 20 in aligned.array

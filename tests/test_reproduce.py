@@ -88,10 +88,10 @@ def test_run_skip_rerun_and_provenance(workspace):
     run = NotebookRun("fake", {"scale": "smoke", "seed": 0, "value": 2})
     first = execute(run, workspace)
     assert first["status"] == "ok"
-    assert (workspace.results_dir / "value.txt").read_text() == "4"  # results_dir was injected
+    assert (workspace.results_dir / "value.txt").read_text(encoding="utf-8") == "4"  # results_dir was injected
     out = workspace.executed_dir / "fake.ipynb"
     assert out.exists() and not list(workspace.executed_dir.glob("*.part"))
-    record = json.loads((workspace.records_dir / "fake.json").read_text())
+    record = json.loads((workspace.records_dir / "fake.json").read_text(encoding="utf-8"))
     for key in ("fingerprint", "params", "seed", "git_commit", "packages", "device", "wall_time_s",
                 "peak_memory_mb", "started_utc"):
         assert key in record, key
@@ -101,7 +101,7 @@ def test_run_skip_rerun_and_provenance(workspace):
     assert execute(run, workspace, force=True)["status"] == "ok"     # forced
     changed = NotebookRun("fake", {"scale": "smoke", "seed": 0, "value": 3})
     assert execute(changed, workspace)["status"] == "ok"             # parameters changed
-    assert (workspace.results_dir / "value.txt").read_text() == "6"
+    assert (workspace.results_dir / "value.txt").read_text(encoding="utf-8") == "6"
 
     out.unlink()  # an executed notebook that went missing is run again
     assert execute(changed, workspace)["status"] == "ok"
@@ -115,7 +115,7 @@ def test_failed_notebook_leaves_no_output_and_is_retried(workspace, tmp_path, mo
     assert record["status"] == "failed" and "ZeroDivisionError" in record["error"]
     assert not (workspace.executed_dir / "broken.ipynb").exists()
     assert (tmp_path / "cache" / "failed" / "broken.ipynb").exists()
-    assert json.loads((workspace.records_dir / "broken.json").read_text())["status"] == "failed"
+    assert json.loads((workspace.records_dir / "broken.json").read_text(encoding="utf-8"))["status"] == "failed"
     assert execute(run, workspace)["status"] == "failed"  # a failed run is never "unchanged"
 
 

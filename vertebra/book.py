@@ -43,7 +43,7 @@ def toc_files(toc_path: Path) -> list[str]:
             for item in node:
                 walk(item)
 
-    walk(yaml.safe_load(toc_path.read_text()))
+    walk(yaml.safe_load(toc_path.read_text(encoding="utf-8")))
     return found
 
 
@@ -73,7 +73,7 @@ def runs_table(records_dir: Path):
     rows = []
     for path in sorted(Path(records_dir).glob("*.json")):
         try:
-            r = json.loads(path.read_text())
+            r = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             continue
         rows.append({"run": r.get("name", path.stem), "status": r.get("status"),
@@ -88,11 +88,11 @@ def fill_generated_tables(stage: Path, results_dir: Path, records_dir: Path) -> 
     tables = {"<!-- vertebra:benchmarks -->": lambda: _markdown_table(benchmarks_table(results_dir)),
               "<!-- vertebra:runs -->": lambda: _markdown_table(runs_table(records_dir))}
     for page in (stage / "book").rglob("*.md"):
-        text = page.read_text()
+        text = page.read_text(encoding="utf-8")
         for marker, make in tables.items():
             if marker in text:
                 text = text.replace(marker, make())
-        page.write_text(text)
+        page.write_text(text, encoding="utf-8")
 
 
 def stage_sources(executed_dir: Path, stage: Path, results_dir: Path, records_dir: Path,
@@ -110,7 +110,7 @@ def stage_sources(executed_dir: Path, stage: Path, results_dir: Path, records_di
     placeholders = []
     for entry in toc_files(stage / "_toc.yml"):
         if entry.startswith(EXECUTED + "/") and not (stage / f"{entry}.ipynb").exists():
-            (stage / f"{entry}.md").write_text(placeholder_page(Path(entry).name))
+            (stage / f"{entry}.md").write_text(placeholder_page(Path(entry).name), encoding="utf-8")
             placeholders.append(Path(entry).name)
     fill_generated_tables(stage, results_dir, records_dir)
     return placeholders

@@ -115,7 +115,7 @@ def totalseg_to_verse(structures_csv: str | Path) -> tuple[dict[int, int], dict[
     mask id → VerSe vertebra label (sacrum and S1 → 26) and mask id → rib label (left k → k, right
     k → 100 + k)."""
     vertebrae, ribs = {}, {}
-    with open(structures_csv, newline="") as f:
+    with open(structures_csv, newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             name, idx = row["structure"], int(row["id"])
             if name in ("sacrum", "vertebrae_S1"):

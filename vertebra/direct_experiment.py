@@ -143,7 +143,8 @@ def run_row(params: dict, out_dir: str | Path, table2_path: str | Path | None = 
     log.info("row %s: %d train, %d val, %d test scans", params["run_id"], len(train_s), len(val_s), len(test_s))
 
     torch.manual_seed(params["seed"])
-    config = UNetConfig(num_classes=len(names), features=params["features"] or scale.direct_features)
+    config = UNetConfig(num_classes=len(names), features=params["features"] or scale.direct_features,
+                        dropout=scale.direct_dropout)
     model = UNet3D(config)
     copies = AugmentedCopies(train_s, params["n_aug"], params["seed"])
     tconf = TrainConfig(iterations=iterations, batch_size=scale.direct_batch,

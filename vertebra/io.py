@@ -403,7 +403,7 @@ def read_verse_centroids(path: str | Path, reference: Volume | ImageHeader | Non
     VerSe-named CT beside the file. Entries with NaN coordinates are skipped, as VerSe does."""
     path = Path(path)
     try:
-        items = json.loads(path.read_text())
+        items = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"is not readable JSON ({exc})", path) from None
     if not isinstance(items, list) or not items:
@@ -513,7 +513,7 @@ def read_verse_case(case_dir: str | Path, *, checks: ReadChecks = ReadChecks()) 
     meta = {}
     if files["meta"].exists():
         try:
-            meta = json.loads(files["meta"].read_text())
+            meta = json.loads(files["meta"].read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"is not readable JSON ({exc})", files["meta"]) from None
         for key in ("rib_vertebra", "trabecular_hu"):
@@ -561,7 +561,8 @@ def write_verse_case(root: str | Path, case_id: str, image: Volume, *, vertebrae
         if centroids_mm:
             write_verse_centroids(files["centroids"], centroids_mm, image)
         if meta is not None:
-            files["meta"].write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default) + "\n")
+            files["meta"].write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default) + "\n",
+                                    encoding="utf-8")
         os.chmod(tmp, 0o755)
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".old-sub-{case_id}.", dir=root))

@@ -133,7 +133,7 @@ def totalseg_tissue_hu(cache=None) -> dict:
     image = read_image(folder / "cxr.nii.gz", kind="ct")
     ct, voxel_ml = image.array, float(np.prod(image.geometry.spacing_mm)) / 1000.0
     mask = read_image(folder / "mask.nii.gz", kind="labels").array
-    with open(folder / "structures.csv", newline="") as f:
+    with open(folder / "structures.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     out = {}
     for tissue, prefixes in TOTALSEG_TISSUES.items():

@@ -174,7 +174,7 @@ def _relative_to_root(path: Path, root: Path) -> str:
 
 def _read_record(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
 
@@ -195,7 +195,7 @@ def execute(run: NotebookRun, ws: Workspace, *, force: bool = False,
     if not src.exists():
         log.warning("%s: notebook %s does not exist yet; skipped", run.name, src.name)
         return {"name": run.name, "status": "missing"}
-    source = src.read_text()
+    source = src.read_text(encoding="utf-8")
     params = dict(run.parameters)
     if "results_dir" in notebook_parameter_names(source):
         params["results_dir"] = _relative_to_root(ws.results_dir, ws.root)

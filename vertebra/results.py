@@ -124,7 +124,7 @@ def read_table2(path: str | Path = DEFAULT_TABLE2) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 

@@ -192,7 +192,7 @@ def benchmarks_table(results_dir: str | Path = "results") -> pd.DataFrame:
     lines = []
     for path in sorted(Path(results_dir).glob("benchmarks/*.json")):
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             continue
         flat = {"benchmark": path.stem}

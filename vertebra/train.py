@@ -210,5 +210,5 @@ def _write_log_csv(history: list[dict], path: Path) -> None:
 
 def read_log_csv(path: str | Path) -> list[dict]:
     """The training log back as a list of dicts of floats (empty cells dropped)."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]

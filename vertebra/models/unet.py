@@ -1,6 +1,7 @@
 """The 3D U-Net that segments L1 directly from the whole scan (§2.2, Fig. 1 left of the paper).
 
-Every convolution is followed by group normalisation, dropout (rate 0.3) and a leaky ReLU, as §2.2
+Every convolution is followed by group normalisation, dropout (rate 0.3; none in the light presets,
+see `Scale.direct_dropout`) and a leaky ReLU, as §2.2
 describes. Group size: the paper says "group size = 16"; we read it as 16 *channels* per group, so a layer
 with C channels has ``C // min(16, C)`` groups (one group when C <= 16, e.g. at the quick scale's 8 base
 features). Four max-pool steps down, four transposed-convolution steps up with skip concatenation; the
@@ -44,7 +45,7 @@ class UNetConfig:
     @classmethod
     def for_scale(cls, scale, num_classes: int = 1) -> "UNetConfig":
         """The preset of a `vertebra.experiments.Scale` (paper: 16 features; quick: 8; smoke: 4)."""
-        return cls(num_classes=num_classes, features=scale.direct_features)
+        return cls(num_classes=num_classes, features=scale.direct_features, dropout=scale.direct_dropout)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -28,7 +28,7 @@ def case_meta(case_dir: str | Path) -> dict:
     if not metas:
         return {}
     try:
-        return json.loads(metas[0].read_text())
+        return json.loads(metas[0].read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"is not readable JSON ({exc})", metas[0]) from None
 

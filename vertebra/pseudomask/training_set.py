@@ -48,7 +48,7 @@ def pseudo_case(case_dir: str | Path, cache=None) -> tuple[Volume, dict]:
     case_dir = Path(case_dir)
     labels_path, summary_path, l1 = _cache_paths(case_dir, cache)
     if labels_path.exists() and summary_path.exists():
-        return read_image(labels_path, kind="labels"), json.loads(summary_path.read_text())
+        return read_image(labels_path, kind="labels"), json.loads(summary_path.read_text(encoding="utf-8"))
     from ..results import write_json_atomic
     image = read_image(ct_path(case_dir), kind="ct")
     started = time.perf_counter()
