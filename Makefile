@@ -19,7 +19,6 @@ $(STAMP): pyproject.toml
 	# the CPU build of torch first: an unpinned torch would pull CUDA packages
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[book,dev]"
-	$(PY) -m ipykernel install --user --name python3 >/dev/null
 	touch $(STAMP)
 
 install: $(STAMP)
