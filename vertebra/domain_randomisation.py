@@ -170,11 +170,13 @@ def chest_crops(case_dirs, shape_zyx, crop: ChestCrop, seed: int) -> list[list[D
 
 def fine_tune(model, whole: list[DirectSample], variant: Randomisation, run_dir: str | Path, *,
               iterations: int, case_dirs=None, learning_rate: float = 3e-4, batch_size: int = 2,
-              seed: int = 0):
+              foreground_weight: float = 1.0, seed: int = 0):
     """Continue training `model` in place for `iterations` steps with `variant`; returns the `TrainResult`.
-    `case_dirs` (the training scans' folders, in the order of `whole`) are needed for chest crops."""
+    `case_dirs` (the training scans' folders, in the order of `whole`) are needed for chest crops;
+    `foreground_weight` should be the base row's (its params.json), so that only the data changes."""
     crops = chest_crops(case_dirs, whole[0].image.shape, variant.crop, seed) if variant.crop else []
     copies = RandomisedCopies(whole, crops, variant)
     config = TrainConfig(iterations=iterations, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                          checkpoint_every=max(1, min(25, iterations)), validate_every=max(1, iterations))
-    return train(model, copies.batch_sampler(batch_size, seed), DirectLoss(1), config, run_dir)
+    return train(model, copies.batch_sampler(batch_size, seed), DirectLoss(1, foreground_weight=foreground_weight),
+                 config, run_dir)

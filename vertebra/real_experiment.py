@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import logging
 import math
 import time
@@ -154,13 +155,17 @@ def randomisation_experiment(base_weights: str | Path, out_dir: str | Path, *, i
     test_s = [load_direct_sample(p, shape, "L1", "hand", cache) for p in test]
     real = load_real_ct()
     digest = hashlib.sha1(Path(base_weights).read_bytes()).hexdigest()[:10]
+    row_params = Path(base_weights).parent / "params.json"
+    foreground_weight = float(json.loads(row_params.read_text()).get("foreground_weight") or 1.0) \
+        if row_params.exists() else 1.0
     rows = []
     for variant in [None, *variants]:
         name = "base" if variant is None else variant.name
         model = copy.deepcopy(base)
         if variant is not None:
             run_dir = cache_dir(cache) / "real-ct-dr" / f"{digest}-{name}-{iterations}-{seed}"
-            fine_tune(model, whole, variant, run_dir, iterations=iterations, case_dirs=hand, seed=seed)
+            fine_tune(model, whole, variant, run_dir, iterations=iterations, case_dirs=hand,
+                      foreground_weight=foreground_weight, seed=seed)
         model.eval()
         _, summary = evaluate(model, test_s)
         weights = out / "randomisation" / name / "weights.pt"
