@@ -65,9 +65,13 @@ def split_cohorts(params: dict, scale) -> dict[str, list[Path]]:
 TRAINING_VERSION = 2
 
 
-def _run_cache(params: dict) -> Path:
-    """Checkpoint folder of a row in the cache, keyed by its parameters and the code versions."""
+def _run_cache(params: dict, iterations: int) -> Path:
+    """Checkpoint folder of a row in the cache, keyed by its parameters, the effective number of
+    iterations, the scale's network sizes and the code versions."""
     key = {k: params[k] for k in sorted(params) if not k.endswith("_cases")}
+    scale = get_scale(params["scale"])
+    key["_effective"] = {"iterations": iterations, "shape_zyx": scale.direct_shape_zyx,
+                         "batch": scale.direct_batch, "dropout": scale.direct_dropout}
     key["_versions"] = (TRAINING_VERSION, TARGETS_VERSION)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return cache_dir(params.get("cache")) / "runs" / f"{params['run_id']}-{digest}"
@@ -150,7 +154,7 @@ def run_row(params: dict, out_dir: str | Path, table2_path: str | Path | None = 
     tconf = TrainConfig(iterations=iterations, batch_size=scale.direct_batch,
                         learning_rate=params["learning_rate"], seed=params["seed"],
                         checkpoint_every=max(1, min(50, iterations)), validate_every=max(1, iterations // 5))
-    run_cache = _run_cache(params)
+    run_cache = _run_cache(params, iterations)
     loss = DirectLoss(len(names), foreground_weight=params["foreground_weight"])
     result = train(model, copies.batch_sampler(tconf.batch_size, tconf.seed), loss, tconf,
                    run_cache, validate=dice_validator(val_s))

@@ -98,7 +98,7 @@ def run_fcnn_baseline(params: dict, out_dir: str | Path, iterations: int) -> dic
     config = TrainConfig(iterations=iterations, batch_size=scale.direct_batch * 2, learning_rate=1e-3,
                          seed=params["seed"], checkpoint_every=max(1, min(50, iterations)),
                          validate_every=max(1, iterations // 5))
-    run_dir = _run_cache({**params, "run_id": params["run_id"] + "-fcnn", "iterations": iterations})
+    run_dir = _run_cache({**params, "run_id": params["run_id"] + "-fcnn", "iterations": iterations}, iterations)
     task = SlabTask(slab_slices=16 if scale.direct_shape_zyx[0] >= 32 else scale.direct_shape_zyx[0])
     _, result = train_fcnn(load[0], load[1], run_dir, config,
                            FCNNConfig(features=max(4, scale.direct_features)), task)
