@@ -1,11 +1,12 @@
 """Benchmark: the cost of the iterative instance segmentation on test scans (§2.3).
 
 On the first few `ctc_test` scans: network passes per vertebra found, the traversal's total time over
-the time spent inside its own network passes (the bookkeeping overhead; target ≤ 1.5), and the time of
-a whole labelling against one forward pass of the direct U-Net on the same scan.
+the time spent inside its own network passes (the bookkeeping overhead; goal ≤ 1.5), the time of a
+whole labelling against one forward pass of the direct U-Net on the same scan, and the peak memory of
+a labelling (resident MiB above the level before it, see `benchmarks.bench_inference.peak_memory_mib`).
 Weights: the `instance` row's (results/runs/instance/weights.pt), else the packaged default, else an
 untrained model of the scale (then the pass counts say little; the result says so).
-    python benchmarks/bench_instance.py
+    python -m benchmarks.run_all --only instance [--quick]
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import time
 from pathlib import Path
 
 
-def _bundle(scale, weights):
+def instance_bundle(scale, weights: str | Path | None = None):
+    """(bundle, source): the given or trained weights when present, else an untrained model of the scale."""
     from vertebra.instance.traversal import TraversalConfig
     from vertebra.instance.weights import DEFAULT_WEIGHTS, InstanceBundle, load_bundle
     from vertebra.models.instance_unet import InstanceUNet, InstanceUNetConfig
@@ -27,7 +29,8 @@ def _bundle(scale, weights):
     return InstanceBundle({"down": model}, scale.instance_spacing_mm, cfg), "untrained"
 
 
-def run(n_scans: int = 3, scale_name: str = "quick", seed: int = 0, weights: str | None = None) -> dict:
+def run(quick: bool = False, n_scans: int | None = None, scale_name: str = "quick", seed: int = 0,
+        weights: str | None = None) -> dict:
     import torch
 
     from vertebra.experiments import get_scale
@@ -37,13 +40,17 @@ def run(n_scans: int = 3, scale_name: str = "quick", seed: int = 0, weights: str
     from vertebra.phantom import cohort
     from vertebra.preprocess import DIRECT_WINDOW_HU, resample_to_shape, window
 
+    from benchmarks import ratio
+    from benchmarks.bench_inference import peak_memory_mib
+
+    n_scans = n_scans or (2 if quick else 3)
     scale = get_scale(scale_name)
-    bundle, source = _bundle(scale, weights)
+    bundle, source = instance_bundle(scale, weights)
     direct = UNet3D(UNetConfig.for_scale(scale)).eval()
     rows = []
     for case_dir in cohort("ctc_test", spacing_mm=scale.phantom_spacing_mm, n=n_scans, seed=seed):
         image = read_verse_case(case_dir).image
-        result = label_spine(bundle, image, map_back=False)
+        result, peak_mib = peak_memory_mib(lambda: label_spine(bundle, image, map_back=True))
         grid = resample_to_shape(to_canonical(image)[0], scale.direct_shape_zyx)
         x = torch.from_numpy(window(grid.array, *DIRECT_WINDOW_HU))[None, None]
         with torch.no_grad():
@@ -56,13 +63,23 @@ def run(n_scans: int = 3, scale_name: str = "quick", seed: int = 0, weights: str
                      "traversal_s": traversal_s, "network_s": result.network_seconds,
                      "overhead_ratio": traversal_s / max(result.network_seconds, 1e-9),
                      "labelling_s": result.seconds, "direct_forward_s": direct_s,
-                     "vs_direct": result.seconds / max(direct_s, 1e-9)})
+                     "vs_direct": result.seconds / max(direct_s, 1e-9), "peak_mib": peak_mib})
 
     def mean(key):
         return round(sum(r[key] for r in rows) / len(rows), 3)
-    return {"benchmark": "instance", "scale": scale_name, "weights": source, "n_scans": len(rows),
+    ratios = [
+        ratio("traversal_vs_own_network_passes", mean("overhead_ratio"), 1.5,
+              "traversal seconds / seconds inside its network passes (mean over scans)", higher_is_better=False),
+        ratio("passes_per_vertebra", mean("passes_per_vertebra"), None,
+              f"network passes / vertebrae found ({source} weights)", higher_is_better=False),
+        ratio("labelling_vs_direct_forward", mean("vs_direct"), None,
+              "label_spine seconds (with the mask mapped back) / one direct U-Net forward pass",
+              higher_is_better=False),
+    ]
+    return {"benchmark": "instance", "quick": quick, "ratios": ratios, "scale": scale_name, "weights": source,
+            "n_scans": len(rows), "peak_mib": max((r["peak_mib"] or 0) for r in rows),
             "passes_per_vertebra": mean("passes_per_vertebra"), "overhead_ratio": mean("overhead_ratio"),
-            "target_overhead_ratio": 1.5, "labelling_s": mean("labelling_s"),
+            "labelling_s": mean("labelling_s"),
             "direct_forward_s": mean("direct_forward_s"), "labelling_vs_direct_forward": mean("vs_direct"),
             "per_scan": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]}
 

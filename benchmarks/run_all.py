@@ -2,9 +2,12 @@
 
     python -m benchmarks.run_all [--quick] [--only augment,unet] [--out results/benchmarks]
 
-Every ``benchmarks/bench_<name>.py`` is discovered and its ``run()`` called (with ``quick=`` when it
-takes that argument). Each result is written atomically, with provenance, to ``<out>/<name>.json``.
-A benchmark that raises is reported and the others still run; the exit code is 1 if any raised.
+Every ``benchmarks/bench_<name>.py`` is discovered and its ``run()`` called (with ``quick=`` and
+``out_dir=`` when it takes those arguments; a benchmark that draws a plot writes it into ``out_dir``).
+Each result is written atomically, with provenance and the machine's load around the run
+(``os.getloadavg()`` before and after: on a shared machine the ratios, not the seconds, are what
+compare), to ``<out>/<name>.json``. A benchmark that raises is reported and the others still run; the
+exit code is 1 if any raised.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import argparse
 import importlib
 import inspect
 import logging
+import os
 import sys
 import time
 import traceback
@@ -34,10 +38,20 @@ def discover(only: list[str] | None = None) -> list[str]:
     return names
 
 
-def run_one(name: str, quick: bool) -> dict:
+def run_one(name: str, quick: bool, out_dir: Path = DEFAULT_OUT) -> dict:
     module = importlib.import_module(f"benchmarks.bench_{name}")
-    kwargs = {"quick": quick} if "quick" in inspect.signature(module.run).parameters else {}
+    accepted = inspect.signature(module.run).parameters
+    kwargs = {key: value for key, value in (("quick", quick), ("out_dir", out_dir)) if key in accepted}
     return module.run(**kwargs)
+
+
+def machine_load() -> dict:
+    """The load averages (1, 5, 15 min) and the core count; `loaded` when runnable work exceeded the cores."""
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # not available on this platform
+        return {"cpu_count": os.cpu_count(), "loadavg_1_5_15": None, "loaded": None}
+    return {"cpu_count": os.cpu_count(), "loadavg_1_5_15": load, "loaded": load[0] > (os.cpu_count() or 1)}
 
 
 def summary_rows(name: str, result: dict) -> list[tuple]:
@@ -88,18 +102,25 @@ def main(argv: list[str] | None = None) -> int:
     for name in discover([n for n in args.only.split(",") if n]):
         log.info("benchmark %s ...", name)
         started = time.time()
+        load_before = machine_load()
         try:
-            result = run_one(name, args.quick)
+            result = run_one(name, args.quick, args.out)
         except Exception:  # one broken benchmark must not hide the others
             log.error("benchmark %s failed:\n%s", name, traceback.format_exc())
             failed.append(name)
             rows.append((name, "-", None, None, "FAILED (see the log)"))
             continue
         result = dict(result)
+        load_after = machine_load()
+        result["machine_load"] = {"before": load_before, "after": load_after,
+                                  "loaded": bool(load_before["loaded"] or load_after["loaded"])}
         result["provenance"] = provenance(0, {"benchmark": name, "quick": args.quick}, started)
         write_json_atomic(args.out / f"{name}.json", result)
         log.info("benchmark %s: %.0f s, wrote %s", name, time.time() - started, args.out / f"{name}.json")
         rows += summary_rows(name, result)
+    load = machine_load()
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}, load average {load['loadavg_1_5_15']} on "
+          f"{load['cpu_count']} cores{' (loaded: compare ratios, not seconds)' if load['loaded'] else ''}")
     print(format_table(rows))
     return 1 if failed else 0
 

@@ -8,8 +8,10 @@ the chapters of `book/`, and the executed notebooks of the chosen scale. A page 
 names but that has not been executed yet becomes a short placeholder saying how to run it, so the book
 builds at any stage with `-W -n --keep-going` (every Sphinx warning is an error). Tables that come
 from result files are written into the staged chapters where a marker comment stands:
-`<!-- vertebra:benchmarks -->` (results/benchmarks/*.json) and `<!-- vertebra:runs -->` (the run
-records of `vertebra reproduce`).
+`<!-- vertebra:benchmarks -->` (results/benchmarks/*.json, flattened), `<!-- vertebra:benchmark-ratios -->`
+(when and where each benchmark ran, and its ratios against their goals), `<!-- vertebra:benchmark-plots -->`
+(the PNGs the benchmarks wrote, copied beside the page) and `<!-- vertebra:runs -->` (the run records of
+`vertebra reproduce`).
 """
 from __future__ import annotations
 
@@ -82,10 +84,73 @@ def runs_table(records_dir: Path):
     return pd.DataFrame(rows)
 
 
+def _benchmark_results(results_dir: Path) -> list[tuple[str, dict]]:
+    found = []
+    for path in sorted(Path(results_dir).glob("benchmarks/*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict):
+            found.append((path.stem, data))
+    return found
+
+
+def _goal_and_verdict(entry: dict) -> tuple[str, str]:
+    """("≤ 1.5", "met") for one entry of a benchmark's ``ratios`` (the contract of `benchmarks`)."""
+    goal, value, higher = entry.get("goal"), entry.get("ratio"), entry.get("higher_is_better", True)
+    if goal is None or value is None:
+        return "-", ""
+    met = value >= goal if higher else value <= goal
+    return f"{'≥' if higher else '≤'} {goal:g}", "met" if met else "**missed**"
+
+
+def benchmark_ratios_markdown(results_dir: Path) -> str:
+    """Two tables: each benchmark's date, machine and load; then every ratio with its goal and verdict."""
+    results = _benchmark_results(results_dir)
+    if not results:
+        return "*No benchmark results yet: run `make bench`.*"
+    runs = ["| benchmark | run (UTC) | machine | load average (1, 5, 15 min) | size |", "|---|---|---|---|---|"]
+    ratios = ["| benchmark | metric | ratio | goal | verdict | meaning |", "|---|---|---|---|---|---|"]
+    for name, data in results:
+        prov = data.get("provenance") or {}
+        load = ((data.get("machine_load") or {}).get("before") or {})
+        cores = f" on {load['cpu_count']} cores" if load.get("cpu_count") else ""
+        loadavg = f"{load['loadavg_1_5_15']}{cores}" if load.get("loadavg_1_5_15") else "not recorded"
+        size = "quick" if data.get("quick") else ("full" if "quick" in data else "-")
+        runs.append(f"| {name} | {prov.get('started_utc', '-')} | {prov.get('device', '-')} | {loadavg} | {size} |")
+        if "skipped" in data:
+            ratios.append(f"| {name} | - | - | - | skipped | {data['skipped']} |")
+            continue
+        if not data.get("ratios"):
+            ratios.append(f"| {name} | - | - | - | | no ratios in this result (run `make bench` again) |")
+        for entry in data.get("ratios") or []:
+            goal, verdict = _goal_and_verdict(entry)
+            meaning = str(entry.get("meaning", "")).replace("|", "/")
+            ratios.append(f"| {name} | {entry.get('metric')} | {entry.get('ratio', float('nan')):.3g} | {goal} "
+                          f"| {verdict} | {meaning} |")
+    return "\n".join(runs) + "\n\n" + "\n".join(ratios)
+
+
+def benchmark_plots_markdown(results_dir: Path, page_dir: Path) -> str:
+    """Copy results/benchmarks/*.png to ``page_dir/benchmarks/`` and return one image line for each."""
+    plots = sorted(Path(results_dir).glob("benchmarks/*.png"))
+    if not plots:
+        return "*No benchmark plots yet: run `make bench`.*"
+    (page_dir / "benchmarks").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for png in plots:
+        shutil.copy2(png, page_dir / "benchmarks" / png.name)
+        lines.append(f"![{png.stem.replace('_', ' ')}](benchmarks/{png.name})")
+    return "\n\n".join(lines)
+
+
 def fill_generated_tables(stage: Path, results_dir: Path, records_dir: Path) -> None:
     from .tables import benchmarks_table
 
     tables = {"<!-- vertebra:benchmarks -->": lambda: _markdown_table(benchmarks_table(results_dir)),
+              "<!-- vertebra:benchmark-ratios -->": lambda: benchmark_ratios_markdown(results_dir),
+              "<!-- vertebra:benchmark-plots -->": lambda: benchmark_plots_markdown(results_dir, stage / "book"),
               "<!-- vertebra:runs -->": lambda: _markdown_table(runs_table(records_dir))}
     for page in (stage / "book").rglob("*.md"):
         text = page.read_text(encoding="utf-8")
