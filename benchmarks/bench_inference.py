@@ -199,6 +199,11 @@ def plot_scan_length(rows: list[dict], path: Path, title: str) -> Path:
     return write_bytes_atomic(path, buffer.getvalue())
 
 
+def _short(source: str) -> str:
+    """A weights source for a plot title: the run's folder name, or 'untrained'."""
+    return Path(source).parent.name or source
+
+
 def run(quick: bool = False, out_dir: str | Path = Path("results") / "benchmarks",
         n_scans: int | None = None, seed: int = 0) -> dict:
     from vertebra.experiments import get_scale
@@ -236,7 +241,7 @@ def run(quick: bool = False, out_dir: str | Path = Path("results") / "benchmarks
     bundle, bundle_source = instance_bundle(scale)
     series = scan_length_series(model, meta, bundle, rounds=1 if quick else 2, seed=seed)
     plot_scan_length(series, Path(out_dir) / PLOT_NAME,
-                     f"direct: {source}; instance: {bundle_source} (quick scale, 2 mm)")
+                     f"weights: direct {_short(source)}, instance {_short(bundle_source)}; quick scale, 2 mm")
     first, last = series[0], series[-1]
     ratios = [
         ratio("direct_whole_scan_vs_forward", overhead, TARGET_OVERHEAD,
