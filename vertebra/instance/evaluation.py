@@ -61,8 +61,7 @@ def summarise_instance(records: list[dict]) -> dict:
     """`vertebra.metrics.summarise` plus the instance method's own means (Dice, id rate, passes)."""
     out = summarise(records)
     out.update({"dice": _mean(r["dice"] for r in records), "id_rate": _mean(r["id_rate"] for r in records),
-                "passes_per_vertebra": _mean(r["passes_per_vertebra"] for r in records),
-                "seconds_per_scan": _mean(r["seconds"] for r in records)})
+                "passes_per_vertebra": _mean(r["passes_per_vertebra"] for r in records)})
     return out
 
 
