@@ -12,7 +12,7 @@
 
 # %% tags=["parameters"]
 cohort = "pseudo"
-n_cases = 40
+n_cases = None  # None: the whole cohort at this scale (257 scans at the quick scale)
 seed = 0
 scale = "quick"
 results_dir = "results"
@@ -52,7 +52,7 @@ from vertebra.pseudomask.quality import quality_table, summarise, write_quality_
 
 logging.basicConfig(level=logging.WARNING)
 spacing_mm = get_scale(scale).phantom_spacing_mm
-n = min(n_cases, get_scale(scale).cohort_sizes.get(cohort, n_cases))
+n = get_scale(scale).cohort_sizes[cohort] if n_cases is None else int(n_cases)
 cases = make_cohort(cohort, spacing_mm=spacing_mm, n=n, seed=seed)
 print(f"{len(cases)} scans of the {cohort!r} cohort at {spacing_mm} mm")
 
@@ -142,8 +142,7 @@ ax.set(xlabel="true trabecular HU (L1)", ylabel="estimated HU (L1)");
 # elsewhere in the spine does not move the L1 target: what matters for the direct U-Net is the L1
 # Dice column.
 #
-# About the default `n_cases` (40): the tool takes about 5 s per scan at 2 mm on a shared two-core
-# machine and generating a phantom about as long again, so the whole cohort of 257 scans would take
-# about 40 minutes from an empty cache, while 40 scans fit in about ten. The training set itself is
-# built for all 257 scans by `vertebra.pseudomask.build_training_set` (or case by case, on first use,
-# by `vertebra.pseudomask.training_labels`).
+# About the default `n_cases` (the whole cohort): the tool takes 2-5 s per scan at 2 mm on a two-core
+# machine. The pseudo-masks it makes are cached (`vertebra.pseudomask.training_labels`), so the
+# pseudo rows of Table 2 and this report share one pass over the cohort; from an empty cache that pass
+# costs about 10-20 minutes at the quick scale. Pass a smaller `n_cases` for a quick look.
