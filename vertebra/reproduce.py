@@ -141,8 +141,11 @@ def fingerprint(run: NotebookRun, source: str, ws: Workspace) -> str:
     return digest.hexdigest()
 
 
-def tidy_for_book(nb) -> None:
+def tidy_for_book(nb, source: str | None = None, output: str | None = None) -> None:
     """Prepare an executed notebook for the book.
+
+    papermill's record of the (temporary) input and output files is replaced by the notebook's source
+    and executed paths relative to the repository (`source`, `output`), so that no machine path is kept.
 
     Drops widget state and widget views (the book shows the PNG beside them, see `vertebra.viz`),
     hides the default parameters cell (papermill's injected cell below it holds the values used) and
@@ -150,6 +153,9 @@ def tidy_for_book(nb) -> None:
     warnings that name local paths) are dropped; the book hides them anyway.
     """
     nb.metadata.pop("widgets", None)
+    papermill = nb.metadata.get("papermill")
+    if papermill is not None:
+        papermill["input_path"], papermill["output_path"] = source, output
     for cell in nb.cells:
         if cell.get("outputs"):
             cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream"
@@ -228,7 +234,7 @@ def execute(run: NotebookRun, ws: Workspace, *, force: bool = False,
             write_json_atomic(record_path, record)
             return record
         nb = nbformat.read(tmp_out, as_version=4)
-        tidy_for_book(nb)
+        tidy_for_book(nb, source=_relative_to_root(src, ws.root), output=_relative_to_root(out, ws.root))
         nbformat.write(nb, tmp_out)
         shutil.move(str(tmp_out), str(out.with_suffix(".ipynb.part")))
         out.with_suffix(".ipynb.part").replace(out)
