@@ -27,6 +27,7 @@ from .cache import cache_dir
 from .direct import predict_sample, save_weights
 from .direct_targets import TARGETS_VERSION, class_names, load_direct_sample
 from .direct_training import AugmentedCopies, DirectLoss, dice_validator
+from .errors import InputError
 from .experiments import get_scale
 from .metrics import score_l1, summarise
 from .models import UNet3D, UNetConfig
@@ -51,13 +52,16 @@ def split_cohorts(params: dict, scale) -> dict[str, list[Path]]:
         return cohort(name, spacing_mm=scale.phantom_spacing_mm, n=scale.cohort_sizes.get(name), seed=0,
                       cache=params.get("cache"), progress=False)
     hand = get("hand")
-    n_val = max(1, min(10, len(hand) - int(params["n_train"])))
+    # validation on held-out hand scans (the paper: 4-10): what the hand rows leave over, up to 10;
+    # the pseudo rows train on other scans, so they validate on the last 10 hand scans
+    spare = len(hand) - int(params["n_train"]) if params["label_source"] == "hand" else len(hand) // 2
+    n_val = max(1, min(10, spare))
     val = hand[-n_val:]
     if params["label_source"] == "hand":
         train_cases = hand[:min(int(params["n_train"]), len(hand) - n_val)]
     else:
-        pseudo = get("pseudo")
-        train_cases = pseudo[:min(int(params["n_train"]), len(pseudo))]
+        # all of them: scans the pseudo-mask tool cannot segment are skipped when loading (see run_row)
+        train_cases = get("pseudo")
     return {"train": train_cases, "val": val, "test": get("ctc_test")}
 
 
@@ -141,7 +145,25 @@ def run_row(params: dict, out_dir: str | Path, table2_path: str | Path | None = 
 
     def load(paths, source):
         return [load_direct_sample(p, shape, params["classes"], source, params.get("cache")) for p in paths]
-    train_s = load(cases["train"], params["label_source"])
+
+    def load_pseudo(paths, n):
+        """The first `n` scans the pseudo-mask tool could segment (as in the paper, a scan the tool
+        fails on has no pseudo-mask and is not used for training)."""
+        samples, skipped = [], []
+        for p in paths:
+            if len(samples) == n:
+                break
+            try:
+                samples.append(load_direct_sample(p, shape, params["classes"], "pseudo", params.get("cache")))
+            except InputError as exc:
+                skipped.append(f"{Path(p).name}: {exc}")
+        return samples, skipped
+
+    skipped: list[str] = []
+    if params["label_source"] == "pseudo":
+        train_s, skipped = load_pseudo(cases["train"], int(params["n_train"]))
+    else:
+        train_s = load(cases["train"], params["label_source"])
     val_s = load(cases["val"], "hand")
     test_s = load(cases["test"], "hand")
     log.info("row %s: %d train, %d val, %d test scans", params["run_id"], len(train_s), len(val_s), len(test_s))
@@ -163,6 +185,7 @@ def run_row(params: dict, out_dir: str | Path, table2_path: str | Path | None = 
     dice_val = result.last_validation.get("dice_val", math.nan)
     effective = {"n_train": len(train_s), "n_val": len(val_s), "n_test": len(test_s), "iterations": iterations,
                  "batch_size": tconf.batch_size, "shape_zyx": list(shape), "unet": config.to_dict(),
+                 "pseudo_mask_failures": skipped,
                  "loss": f"cross-entropy (foreground x{params['foreground_weight']}) + soft Dice (foreground)"}
     metrics = {"dice_val": dice_val, "avg_err_test_mm": summary["avg_err_mm"],
                "med_err_test_mm": summary["med_err_mm"], "l1_acc_test": summary["l1_acc"],
