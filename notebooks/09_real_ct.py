@@ -15,8 +15,9 @@ scale = "quick"
 seed = 0
 results_dir = "results"
 n_phantoms = 3
-# the direct row whose weights the domain-randomisation experiment fine-tunes, and on how many hand scans
-randomisation_base = "unet-l1-hand-44"
+# the direct row whose weights the domain-randomisation experiment fine-tunes (None: the single-class
+# row with the best L1 accuracy at this scale in results/table2.csv), and on how many hand scans
+randomisation_base = None
 randomisation_n_train = 44
 randomisation_iterations = 40
 # recompute what is already under results/real_ct (False: show the committed files)
@@ -48,6 +49,7 @@ from vertebra.datasets import real_ct_available
 from vertebra.experiments import get_scale
 from vertebra.real_eval import discover_models
 from vertebra.real_experiment import evaluate_methods, measure_gap, randomisation_experiment
+from vertebra.results import read_table2
 
 scale_ = get_scale(scale)
 out = Path(results_dir) / "real_ct"
@@ -152,6 +154,11 @@ for fig in sorted((out / "figures").glob("*.png")):
 # gain on the real scan that costs synthetic accuracy shows up.
 
 # %%
+if randomisation_base is None:
+    candidates = [r for r in read_table2(Path(results_dir) / "table2.csv")
+                  if r["scale"] == scale and r["classes"] == "L1" and r["l1_acc_test"]]
+    randomisation_base = max(candidates, key=lambda r: float(r["l1_acc_test"]))["run_id"] if candidates else "none"
+print("base row:", randomisation_base)
 base = Path(results_dir) / "runs" / randomisation_base / "weights.pt"
 if available and base.exists() and scale != "smoke" and (recompute or not (out / "randomisation.csv").exists()):
     randomisation_experiment(base, out, iterations=randomisation_iterations, n_train=randomisation_n_train,
