@@ -55,7 +55,7 @@ def test_plan_selection_by_group_and_run_id():
     ids = [r.run_id for r in mixed if r.run_id]
     assert ids == ["unet-l1-hand-44"] + [r.run_id for r in INSTANCE_ROWS]
     row = next(r for r in mixed if r.run_id == "unet-l1-hand-44")
-    assert row.parameters == {"classes": "L1", "n_train": 44, "n_aug": 256, "label_source": "hand",
+    assert row.parameters == {"classes": "L1", "n_train": 44, "n_aug": 256, "label_source": "hand", "fcnn_iterations": 300,
                               "scale": "smoke", "seed": 3, "run_id": "unet-l1-hand-44"}
     assert row.name == "03_direct_l1-unet-l1-hand-44"
 
