@@ -134,8 +134,15 @@ if (out / "methods.json").exists():
 # yellow line the height of its L1 centroid.
 
 # %%
-for fig in sorted((out / "figures").glob("*.png")):
-    display(Image(filename=str(fig)))
+# the three direct rows whose L1 lands closest to the reference, and the first instance row, are drawn
+# here; every row's picture is in results/real_ct/figures/<run_id>.png
+if len(methods):
+    closest = methods[methods.method != "Instance"].sort_values("cc_error_mm").head(3)
+    shown = list(closest.run_id) + list(methods[methods.method == "Instance"].run_id.head(1))
+    for run_id in shown:
+        if (out / "figures" / f"{run_id}.png").exists():
+            print(run_id)
+            display(Image(filename=str(out / "figures" / f"{run_id}.png")))
 
 # %% [markdown]
 # ## 3. Randomising the training data
