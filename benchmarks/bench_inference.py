@@ -6,7 +6,7 @@
    estimate), write the mask and the JSON record: the same steps as ``vertebra find-l1``. Timed in the
    same interleaved rounds as the bare forward pass of the same network on the same grid (with
    ``torch.no_grad``), so that load on the machine hits both alike. Stages are also timed one by one
-   (read, resample, network, map back, write) to show where the rest goes.
+   (read, resample, network, largest component, map back, BMD, write) to show where the rest goes.
 2. Scan length. One long chest-abdomen-pelvis phantom (``cap``) is cropped around L1 to 100 ... 600 mm
    craniocaudally; on every crop both methods run end to end (`find_l1` and the instance method's
    `label_spine` with the mask mapped back). Seconds against length go to a plot,
@@ -81,31 +81,32 @@ def direct_model(scale):
     return model, {"shape_zyx": list(scale.direct_shape_zyx), "run_id": "untrained"}, "untrained"
 
 
-def _direct_stages(image, model, meta, folder: Path) -> dict:
-    """The steps of `find_l1` one by one (seconds), to show where the time outside the network goes."""
-    import SimpleITK as sitk
-
-    from vertebra.direct_targets import HU_MAX, HU_MIN
-    from vertebra.image import Volume
-    from vertebra.io import to_canonical, write_image
-    from vertebra.preprocess import resample_to_shape, window
+def _direct_stages(ct_file: Path, model, meta, folder: Path) -> dict:
+    """The steps of ``vertebra find-l1`` one by one (seconds), to show where the time outside the network
+    goes: the same library calls as `whole_scan_direct`, with a clock between them."""
+    from vertebra.direct import find_l1_on_grid, l1_bmd_hu, network_input
+    from vertebra.direct_training import predict_probabilities
+    from vertebra.io import from_canonical, read_scan, to_canonical, write_image
+    from vertebra.preprocess import mask_from_shape
 
     t0 = time.perf_counter()
-    canonical, _ = to_canonical(image)
-    grid = resample_to_shape(canonical, tuple(meta["shape_zyx"]), antialias=True)
-    x = torch.from_numpy(np.ascontiguousarray(window(grid.array, HU_MIN, HU_MAX), np.float32))[None, None]
+    scan = read_scan(ct_file)
     t1 = time.perf_counter()
-    with torch.no_grad():
-        probs = model(x).softmax(1)[0].numpy()
+    canonical, how = to_canonical(scan)
+    image, geometry = network_input(canonical, meta["shape_zyx"])
     t2 = time.perf_counter()
-    mask = (probs.argmax(0) == 1).astype(np.float32)
-    back = sitk.Resample(Volume(mask, grid.geometry).to_sitk(), canonical.to_sitk(), sitk.Transform(),
-                         sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    back_array = sitk.GetArrayFromImage(back) >= 0.5
+    probs = predict_probabilities(model, image)
     t3 = time.perf_counter()
-    write_image(canonical.with_array(back_array.astype(np.uint8)), folder / "stage_mask.nii.gz")
+    finding = find_l1_on_grid(probs, geometry)
     t4 = time.perf_counter()
-    return {"resample_s": t1 - t0, "network_s": t2 - t1, "map_back_s": t3 - t2, "write_s": t4 - t3}
+    mask = mask_from_shape(finding.mask, canonical.array.shape)
+    t5 = time.perf_counter()
+    l1_bmd_hu(canonical, mask)
+    t6 = time.perf_counter()
+    write_image(from_canonical(mask.view(np.uint8), how), folder / "stage_mask.nii.gz")
+    t7 = time.perf_counter()
+    return {"read_s": t1 - t0, "resample_s": t2 - t1, "network_s": t3 - t2, "largest_component_s": t4 - t3,
+            "map_back_s": t5 - t4, "bmd_s": t6 - t5, "write_s": t7 - t6}
 
 
 def whole_scan_direct(ct_file: Path, model, meta, folder: Path) -> dict:
@@ -229,7 +230,7 @@ def run(quick: bool = False, out_dir: str | Path = Path("results") / "benchmarks
                                         "forward": forward}, rounds=rounds)
             _, peak_whole = peak_memory_mib(lambda: whole_scan_direct(ct_file, model, meta, out))
             _, peak_forward = peak_memory_mib(forward)
-            stages = _direct_stages(read_scan(ct_file), model, meta, out)
+            stages = _direct_stages(ct_file, model, meta, out)
             per_scan.append({"case": case_dir.name, "shape_zyx": list(read_scan(ct_file).array.shape),
                              "whole_scan_s": median(seconds["whole_scan"]), "forward_s": median(seconds["forward"]),
                              "ratio": median(seconds["whole_scan"]) / median(seconds["forward"]),

@@ -19,12 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import scipy.ndimage as ndi
-import SimpleITK as sitk
 import torch
 
 from . import __version__
 from .direct_targets import HU_MAX, HU_MIN, DirectSample
-from .preprocess import resample_to_shape, window
+from .preprocess import mask_from_shape, resample_to_shape, window
 from .direct_training import predict_probabilities
 from .errors import InputError
 from .image import Geometry, Volume
@@ -115,6 +114,15 @@ def predict_sample(model, sample: DirectSample) -> L1Finding:
     return find_l1_on_grid(predict_probabilities(model, sample.image), sample.geometry)
 
 
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The smallest box (z, y, x slices) holding every True voxel of a non-empty mask."""
+    box = []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
+
+
 def l1_bmd_hu(image: Volume, mask: np.ndarray, erosion_mm: float = 3.0) -> float:
     """Mean HU in the L1 mask eroded by ``erosion_mm`` and kept anterior to its centroid (the body).
 
@@ -122,34 +130,44 @@ def l1_bmd_hu(image: Volume, mask: np.ndarray, erosion_mm: float = 3.0) -> float
     the eroded mask is empty or the mask is larger than `MAX_VERTEBRA_CM3`.
     """
     voxel_cm3 = float(np.prod(image.spacing_zyx)) / 1000.0
-    if not mask.any() or mask.sum() * voxel_cm3 > MAX_VERTEBRA_CM3:
-        return float("nan")  # nothing found, or far too large to be one vertebra
-    box = tuple(slice(max(0, lo - 1), hi + 2) for lo, hi in zip(np.argwhere(mask).min(0), np.argwhere(mask).max(0)))
+    if not mask.any():
+        return float("nan")  # nothing found
+    tight = _bounding_box(mask)
+    local = mask[tight]
+    if local.sum() * voxel_cm3 > MAX_VERTEBRA_CM3:
+        return float("nan")  # far too large to be one vertebra
+    box = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in tight)
     corner = np.array([b.start for b in box])
     inside = ndi.distance_transform_edt(mask[box], sampling=image.spacing_zyx) > erosion_mm
     idx = np.argwhere(inside) + corner
     if idx.size == 0:
         return float("nan")
     y_world = image.index_to_world(idx)[:, 1]
-    centre_y = image.index_to_world(np.argwhere(mask).mean(0))[0, 1]
+    centre_y = image.index_to_world(np.argwhere(local).mean(0) + [b.start for b in tight])[0, 1]
     body = idx[y_world < centre_y]  # LPS: anterior is smaller y
     body = body if body.size else idx
     return float(image.array[tuple(body.T)].astype(float).mean())
 
 
+def network_input(canonical: Volume, shape_zyx) -> tuple[np.ndarray, Geometry]:
+    """The U-Net's input (z, y, x, in [0, 1]) and its grid: the whole canonical scan resampled onto
+    `shape_zyx` with anti-aliasing and windowed to 100-1000 HU (§2.2), as in training
+    (`vertebra.direct_targets.load_direct_sample` calls the same two functions)."""
+    grid = resample_to_shape(canonical, tuple(shape_zyx), antialias=True)
+    return window(grid.array, HU_MIN, HU_MAX), grid.geometry
+
+
 def find_l1(scan: Volume, model, meta: dict) -> tuple[Volume, dict]:
-    """Find L1 in a scan (any orientation). Returns the mask on the scan's own grid and the JSON record."""
+    """Find L1 in a scan (any orientation). Returns the mask on the scan's own grid and the JSON record.
+
+    The mask goes back to the scan's voxels by linear interpolation of the network-grid mask (>= 0.5),
+    computed only around the found L1 (`vertebra.preprocess.mask_from_shape`)."""
     from .io import from_canonical, to_canonical
 
     canonical, how = to_canonical(scan)
-    shape = tuple(meta["shape_zyx"])
-    grid = resample_to_shape(canonical, shape, antialias=True)
-    finding = find_l1_on_grid(predict_probabilities(model, window(grid.array, HU_MIN, HU_MAX)), grid.geometry)
-    mask_canonical = np.zeros(canonical.array.shape, bool)
-    if finding.found:
-        back = sitk.Resample(Volume(finding.mask.astype(np.float32), grid.geometry).to_sitk(),
-                             canonical.to_sitk(), sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-        mask_canonical = sitk.GetArrayFromImage(back) >= 0.5
+    image, geometry = network_input(canonical, meta["shape_zyx"])
+    finding = find_l1_on_grid(predict_probabilities(model, image), geometry)
+    mask_canonical = mask_from_shape(finding.mask, canonical.array.shape)
     record = {
         "l1_found": finding.found,
         "l1_centroid_mm": list(finding.centroid_mm) if finding.found else None,
@@ -162,7 +180,7 @@ def find_l1(scan: Volume, model, meta: dict) -> tuple[Volume, dict]:
         "version": __version__,
         "coordinates": "world mm, LPS (x, y, z)",
     }
-    return from_canonical(mask_canonical.astype(np.uint8), how), record
+    return from_canonical(mask_canonical.view(np.uint8), how), record
 
 
 def cli_find_l1_arguments(parser) -> None:
