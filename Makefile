@@ -6,6 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SCALE ?= quick
 ROWS ?= all
+# rows run at once (default: every core); each notebook kernel uses one thread
+JOBS ?=
 STAMP := $(VENV)/.installed
 # idle torch/OpenMP threads sleep instead of spinning: with several jobs on 2 cores, spinning threads
 # made training steps 4-14x slower
@@ -30,7 +32,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 reproduce: $(STAMP)
-	$(PY) -m vertebra.cli reproduce --scale $(SCALE) --rows $(ROWS)
+	$(PY) -m vertebra.cli reproduce --scale $(SCALE) --rows $(ROWS) $(if $(JOBS),--jobs $(JOBS))
 
 book: $(STAMP)
 	$(PY) -m vertebra.cli book

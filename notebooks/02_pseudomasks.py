@@ -16,6 +16,7 @@ n_cases = None  # None: the whole cohort at this scale (257 scans at the quick s
 seed = 0
 scale = "quick"
 results_dir = "results"
+jobs = 1        # worker processes for the cohort pass (the table is the same for any number)
 
 # %% [markdown]
 # # Pseudo-masks: the classical spine tool behind the larger training set
@@ -53,7 +54,7 @@ from vertebra.pseudomask.quality import quality_table, summarise, write_quality_
 logging.basicConfig(level=logging.WARNING)
 spacing_mm = get_scale(scale).phantom_spacing_mm
 n = get_scale(scale).cohort_sizes[cohort] if n_cases is None else int(n_cases)
-cases = make_cohort(cohort, spacing_mm=spacing_mm, n=n, seed=seed)
+cases = make_cohort(cohort, spacing_mm=spacing_mm, n=n, seed=seed, jobs=jobs)
 print(f"{len(cases)} scans of the {cohort!r} cohort at {spacing_mm} mm")
 
 # %% [markdown]
@@ -112,7 +113,7 @@ figures.watershed_figure(result);
 # estimate, and the tool's seconds. The table is saved to `results/pseudomask_quality.csv`.
 
 # %%
-table = quality_table(cases)
+table = quality_table(cases, jobs=jobs)
 write_quality_csv(table, f"{results_dir}/pseudomask_quality.csv")
 table.head(10)
 

@@ -53,7 +53,7 @@ def test_table2_without_results_is_the_paper_alone(tmp_path):
 def test_each_row_has_one_papermill_command_and_its_runner_equivalent():
     row = get_row("unet-l1_t12pribs-hand-22")
     cmd = tables.papermill_command(row)
-    assert cmd.startswith("jupytext --to ipynb notebooks/03_direct_l1.py -o - | papermill - ")
+    assert cmd.startswith("jupytext --to ipynb notebooks/03_direct_l1.py -o - | OMP_NUM_THREADS=1 papermill - ")
     assert "-p run_id unet-l1_t12pribs-hand-22" in cmd and "-p classes 'L1,T12+ribs'" in cmd
     assert tables.reproduce_command(row) == "vertebra reproduce --rows unet-l1_t12pribs-hand-22 --scale quick"
 

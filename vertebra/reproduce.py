@@ -16,7 +16,14 @@ Where things go (`Workspace.for_scale`): at the quick and paper scales, results 
 executed notebooks in `book/executed/<notebook>[-<run_id>].ipynb` (what the committed book renders),
 records in `results/reproduce/`, the book in `_build/html`. The smoke scale (CI) writes all of that
 under the cache (`<cache>/reproduce-smoke/`), so it never overwrites the committed quick results.
-Notebooks that declare a `results_dir` parameter receive the workspace's results folder.
+Notebooks that declare a `results_dir` parameter receive the workspace's results folder, and those
+that declare `jobs` (the data notebooks) the number of worker processes.
+
+Parallelism: the data notebooks run first, one at a time, each spreading its per-scan work over `jobs`
+processes; then the rows run `jobs` at a time, the longest first (by the wall time of their last
+record); then the summary pages. Every notebook kernel gets `threads` torch/OpenMP threads (default 1,
+as the committed quick runs used: results are bit-identical for a given thread count, and the small
+quick models use one core each about as well as two).
 """
 from __future__ import annotations
 
@@ -35,6 +42,7 @@ from .book import build_book
 from .cache import cache_dir
 from .errors import InputError
 from .experiments import DIRECT_ROWS, INSTANCE_ROWS, ROWS, get_scale
+from .parallel import THREAD_VARIABLES, default_jobs
 from .results import provenance, read_table2, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -130,10 +138,12 @@ def _hash_files(digest, files, relative_to: Path) -> None:
         digest.update(str(path.relative_to(relative_to)).encode() + b"\0" + path.read_bytes() + b"\0")
 
 
-def fingerprint(run: NotebookRun, source: str, ws: Workspace) -> str:
-    """sha256 of the notebook source, its parameters, the package sources (and summary inputs)."""
+def fingerprint(run: NotebookRun, source: str, ws: Workspace, threads: int = 1) -> str:
+    """sha256 of the notebook source, its parameters, the kernel's thread count, the package sources
+    (and, for the summary pages, their inputs)."""
     digest = hashlib.sha256(source.encode())
     digest.update(json.dumps(run.parameters, sort_keys=True, default=str).encode())
+    digest.update(f"threads={threads}".encode())
     _hash_files(digest, sorted(PACKAGE_DIR.rglob("*.py")), PACKAGE_DIR)
     if run.is_summary:
         inputs = sorted({p for g in SUMMARY_INPUT_GLOBS for p in ws.results_dir.glob(g) if p.is_file()})
@@ -186,7 +196,7 @@ def _read_record(path: Path) -> dict | None:
 
 
 def execute(run: NotebookRun, ws: Workspace, *, force: bool = False,
-            notebooks_dir: Path | None = None) -> dict:
+            notebooks_dir: Path | None = None, jobs: int = 1, threads: int = 1) -> dict:
     """Run one notebook unless its fingerprint is unchanged; return its record (with a `status`).
 
     status: 'ok' (ran), 'skipped' (unchanged), 'missing' (no source yet), 'failed' (raised).
@@ -203,17 +213,22 @@ def execute(run: NotebookRun, ws: Workspace, *, force: bool = False,
         return {"name": run.name, "status": "missing"}
     source = src.read_text(encoding="utf-8")
     params = dict(run.parameters)
-    if "results_dir" in notebook_parameter_names(source):
+    names = notebook_parameter_names(source)
+    if "results_dir" in names:
         params["results_dir"] = _relative_to_root(ws.results_dir, ws.root)
-    fp = fingerprint(run, source, ws)
+    if "jobs" in names:
+        params["jobs"] = int(jobs)
+    fp = fingerprint(run, source, ws, threads)
     old = _read_record(record_path)
     if not force and old and old.get("fingerprint") == fp and old.get("status") == "ok" and out.exists():
         return {**old, "status": "skipped"}
 
     ws.executed_dir.mkdir(parents=True, exist_ok=True)
-    # kernels inherit this: idle OpenMP threads sleep rather than spin (spinning made steps 4-14x slower
-    # whenever another job shared the cores)
+    # kernels inherit these: idle OpenMP threads sleep rather than spin (spinning made steps 4-14x slower
+    # whenever another job shared the cores), and each kernel uses `threads` threads
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(int(threads))
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="vertebra-run-") as tmp:
         tmp_in, tmp_out = Path(tmp) / "in.ipynb", Path(tmp) / "out.ipynb"
@@ -221,8 +236,7 @@ def execute(run: NotebookRun, ws: Workspace, *, force: bool = False,
         record = {"name": run.name, "notebook": run.notebook, "run_id": run.run_id, "fingerprint": fp,
                   "executed_notebook": out.name}
         try:
-            pm.execute_notebook(str(tmp_in), str(tmp_out), parameters=params, kernel_name="python3",
-                                cwd=str(ws.root), progress_bar=False, log_output=False)
+            _run_papermill(pm, tmp_in, tmp_out, params, ws.root, run.name)
         except Exception as exc:  # papermill raises PapermillExecutionError and kernel errors
             failed = cache_dir() / "failed" / f"{run.name}.ipynb"
             failed.parent.mkdir(parents=True, exist_ok=True)
@@ -243,6 +257,24 @@ def execute(run: NotebookRun, ws: Workspace, *, force: bool = False,
     return record
 
 
+def _run_papermill(pm, tmp_in: Path, tmp_out: Path, params: dict, cwd: Path, name: str, attempts: int = 2) -> None:
+    """Execute with papermill; a kernel that fails to start or dies (not an error in a cell) is retried
+    once: kernels started at the same moment by parallel rows can race for the same local ports."""
+    for attempt in range(attempts):
+        try:
+            pm.execute_notebook(str(tmp_in), str(tmp_out), parameters=params, kernel_name="python3",
+                                cwd=str(cwd), progress_bar=False, log_output=False)
+            return
+        except pm.PapermillExecutionError:
+            raise
+        except Exception as exc:
+            if attempt + 1 == attempts:
+                raise
+            log.warning("%s: kernel problem (%s); starting it again", name, str(exc).strip()[:200])
+            tmp_out.unlink(missing_ok=True)
+            time.sleep(1.0 + attempt)
+
+
 def l1_accuracy(ws: Workspace, run_id: str | None, scale: str) -> float | None:
     for row in read_table2(ws.results_dir / "table2.csv"):
         if run_id and row.get("run_id") == run_id and row.get("scale") == scale and row.get("l1_acc_test"):
@@ -250,28 +282,75 @@ def l1_accuracy(ws: Workspace, run_id: str | None, scale: str) -> float | None:
     return None
 
 
+def _execute_task(task: tuple) -> dict:
+    run, ws, force, jobs, threads = task
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return execute(run, ws, force=force, jobs=jobs, threads=threads)
+
+
+def _last_wall_time(run: NotebookRun, ws: Workspace) -> float:
+    record = _read_record(ws.records_dir / f"{run.name}.json") or {}
+    return float(record.get("wall_time_s") or 0.0)
+
+
 def reproduce(rows: str = "all", scale: str = "quick", seed: int = 0, *, force: bool = False,
-              book: bool = True, ws: Workspace | None = None) -> list[dict]:
-    """Run the plan for `rows` at `scale` (skipping unchanged runs), then build the book."""
+              book: bool = True, ws: Workspace | None = None, jobs: int | None = None,
+              threads: int = 1) -> list[dict]:
+    """Run the plan for `rows` at `scale` (skipping unchanged runs), then build the book.
+
+    The data notebooks run one after the other with `jobs` worker processes each; the rows run `jobs`
+    at a time (longest first) in separate processes; the summary pages last (module docstring).
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import multiprocessing
+
     from tqdm.auto import tqdm
 
     ws = ws or Workspace.for_scale(scale)
-    records = []
+    jobs = default_jobs() if jobs is None else max(1, int(jobs))
     runs = plan(rows, scale, seed)
-    for run in tqdm(runs, desc=f"reproduce ({scale})", unit="run"):
-        record = execute(run, ws, force=force)
+    data = [r for r in runs if r.notebook in DATA_NOTEBOOKS]
+    summary = [r for r in runs if r.is_summary]
+    row_runs = sorted((r for r in runs if r not in data and r not in summary),
+                      key=lambda r: -_last_wall_time(r, ws))
+    records: dict[str, dict] = {}
+    bar = tqdm(total=len(runs), desc=f"reproduce ({scale}, {jobs} jobs)", unit="run")
+
+    def finished(record: dict) -> None:
+        records[record["name"]] = record
+        bar.set_postfix_str(f"{record['name']}: {record['status']}")
+        bar.update()
+
+    for run in data:
+        finished(execute(run, ws, force=force, jobs=jobs, threads=threads))
+    if jobs > 1 and len(row_runs) > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(jobs, len(row_runs)), mp_context=context) as pool:
+            futures = [pool.submit(_execute_task, (run, ws, force, 1, threads)) for run in row_runs]
+            for future in as_completed(futures):
+                finished(future.result())
+    else:
+        for run in row_runs:
+            finished(execute(run, ws, force=force, jobs=1, threads=threads))
+    for run in summary:
+        finished(execute(run, ws, force=force, jobs=jobs, threads=threads))
+    bar.close()
+
+    ordered = []
+    for run in runs:                      # the summary table lists the runs in plan order
+        record = records[run.name]
         record["l1_acc_test"] = l1_accuracy(ws, run.run_id, scale)
-        records.append(record)
+        ordered.append(record)
     if book:
         started = time.time()
         try:
             build_book(ws.executed_dir, ws.build_dir, results_dir=ws.results_dir,
                        records_dir=ws.records_dir)
-            records.append({"name": "book", "status": "ok", "wall_time_s": round(time.time() - started, 1)})
+            ordered.append({"name": "book", "status": "ok", "wall_time_s": round(time.time() - started, 1)})
         except RuntimeError as exc:
             log.error("%s", exc)
-            records.append({"name": "book", "status": "failed", "wall_time_s": round(time.time() - started, 1)})
-    return records
+            ordered.append({"name": "book", "status": "failed", "wall_time_s": round(time.time() - started, 1)})
+    return ordered
 
 
 def summary_table(records: list[dict]) -> str:
@@ -292,11 +371,20 @@ def cli_reproduce_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="re-run even when nothing changed")
     parser.add_argument("--no-book", action="store_true", help="do not build the book at the end")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="rows run at once, and worker processes of the data notebooks "
+                             "(default: the number of cores)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch/OpenMP threads per notebook kernel (default 1, as the committed runs; "
+                             "results are bit-identical for a given number)")
 
 
 def cli_reproduce(args) -> int:
-    records = reproduce(args.rows, args.scale, args.seed, force=args.force, book=not args.no_book)
+    started = time.time()
+    records = reproduce(args.rows, args.scale, args.seed, force=args.force, book=not args.no_book,
+                        jobs=args.jobs, threads=args.threads)
     print(summary_table(records))
+    print(f"total wall time {time.time() - started:.0f} s")
     missing = [r["name"] for r in records if r["status"] == "missing"]
     if missing:
         print(f"missing notebooks (skipped): {', '.join(missing)}")

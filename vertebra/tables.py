@@ -25,10 +25,13 @@ METRICS = ("dice_val", "avg_err_test_mm", "med_err_test_mm", "l1_acc_test")
 
 
 def papermill_command(row: Row, scale: str = "quick", seed: int = 0) -> str:
-    """The one shell command that re-runs `row` with jupytext and papermill (no `vertebra` needed)."""
+    """The one shell command that re-runs `row` with jupytext and papermill (no `vertebra` needed).
+
+    The kernel gets one torch/OpenMP thread, as the committed runs did, so the numbers come back
+    bit-identical."""
     params = " ".join(f"-p {k} {_shell_value(v)}" for k, v in row.papermill_parameters(scale, seed).items())
     return (f"jupytext --to ipynb notebooks/{row.notebook}.py -o - | "
-            f"papermill - book/executed/{row.notebook}-{row.run_id}.ipynb {params}")
+            f"OMP_NUM_THREADS=1 papermill - book/executed/{row.notebook}-{row.run_id}.ipynb {params}")
 
 
 def reproduce_command(row: Row, scale: str = "quick") -> str:

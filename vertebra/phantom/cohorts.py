@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ..cache import cache_dir
 from ..errors import InputError
 from ..io import case_files, write_verse_case
+from ..parallel import parallel_map
 from .anatomy import ANOMALIES
 from .case import GENERATOR_VERSION, PhantomCase, generate_case
 
@@ -118,16 +119,23 @@ def write_case(root: Path, name: str, i: int, spec: CaseSpec, spacing_mm: float,
                             centroids_mm=case.centroids_mm, meta=meta)
 
 
+def _write_case_task(task: tuple) -> Path:
+    return write_case(*task)
+
+
 def _complete(folder: Path, cid: str) -> bool:
     files = case_files(folder, cid)
     return all(files[k].exists() for k in ("ct", "vertebrae", "ribs", "meta"))
 
 
 def cohort(name: str, spacing_mm: float = 2.0, n: int | None = None, seed: int = 0,
-           cache: str | Path | None = None, out: str | Path | None = None, progress: bool = True) -> list[Path]:
+           cache: str | Path | None = None, out: str | Path | None = None, progress: bool = True,
+           jobs: int = 1) -> list[Path]:
     """Case folders of a cohort, generating the missing ones (into `out`, or the cache by default).
 
-    Existing complete folders are reused; the result lists folders in case order."""
+    Existing complete folders are reused; the result lists folders in case order. With ``jobs`` > 1
+    the missing cases are generated in that many processes (`vertebra.parallel`); every case is seeded
+    by its own key, so the files are the same either way."""
     if spacing_mm <= 0:
         raise InputError(f"spacing must be positive, got {spacing_mm} mm")
     specs = cohort_specs(name, n)
@@ -144,8 +152,8 @@ def cohort(name: str, spacing_mm: float = 2.0, n: int | None = None, seed: int =
         folders.append(folder)
         if not _complete(folder, cid):
             todo.append((j, spec))
-    for j, spec in tqdm(todo, desc=f"phantom {name}", unit="scan", disable=not progress or not todo):
-        write_case(root, name, j, spec, spacing_mm, seed)
+    parallel_map(_write_case_task, [(root, name, j, spec, spacing_mm, seed) for j, spec in todo], jobs=jobs,
+                 desc=f"phantom {name}", progress=progress)
     log.info("cohort %s: %d cases in %s (%d generated)", name, len(folders), root, len(todo))
     return folders
 
@@ -156,9 +164,10 @@ def cli_phantom_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=None, help="number of scans (per stratum for anomaly_test)")
     parser.add_argument("--spacing", type=float, default=2.0, help="in-plane voxel size in mm (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="cohort seed (default 0)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
 
 
 def cli_phantom(args: argparse.Namespace) -> int:
-    folders = cohort(args.cohort, spacing_mm=args.spacing, n=args.n, seed=args.seed, out=args.out)
+    folders = cohort(args.cohort, spacing_mm=args.spacing, n=args.n, seed=args.seed, out=args.out, jobs=args.jobs)
     print(f"{len(folders)} cases in {folders[0].parent if folders else args.out}")
     return 0

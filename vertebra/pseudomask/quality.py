@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..io import read_image
+from ..parallel import parallel_map
 from .cases import case_meta, ct_path
 from .training_set import pseudo_case
 
@@ -92,18 +92,22 @@ def evaluate_case(case_dir: str | Path, cache=None) -> dict:
     return {k: row.get(k) for k in COLUMNS}
 
 
-def quality_table(cases, cache=None) -> pd.DataFrame:
-    """Rows for every case folder in `cases` (the tool runs where its cache is missing)."""
-    rows = []
-    for case_dir in tqdm(list(cases), desc="pseudo-mask quality", unit="scan"):
-        try:
-            rows.append(evaluate_case(case_dir, cache))
-        except Exception as exc:              # a failed scan is a result too: report it, keep going
-            log.warning("%s: %s", case_dir, exc)
-            meta = case_meta(case_dir)
-            rows.append({"case_id": meta.get("case_id", Path(case_dir).name), "protocol": meta.get("protocol"),
-                         "anomalies": ";".join(meta.get("anomalies", [])), "vertebrae_found": 0,
-                         "mean_dice": 0.0, "l1_dice": 0.0, "position": meta.get("position")})
+def _quality_row(task: tuple) -> dict:
+    case_dir, cache = task
+    try:
+        return evaluate_case(case_dir, cache)
+    except Exception as exc:              # a failed scan is a result too: report it, keep going
+        log.warning("%s: %s", case_dir, exc)
+        meta = case_meta(case_dir)
+        return {"case_id": meta.get("case_id", Path(case_dir).name), "protocol": meta.get("protocol"),
+                "anomalies": ";".join(meta.get("anomalies", [])), "vertebrae_found": 0,
+                "mean_dice": 0.0, "l1_dice": 0.0, "position": meta.get("position")}
+
+
+def quality_table(cases, cache=None, jobs: int = 1) -> pd.DataFrame:
+    """Rows for every case folder in `cases` (the tool runs where its cache is missing), in ``jobs``
+    processes (`vertebra.parallel`; the tool is deterministic, so the table is the same)."""
+    rows = parallel_map(_quality_row, [(c, cache) for c in cases], jobs=jobs, desc="pseudo-mask quality")
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -130,10 +134,12 @@ def write_quality_csv(table: pd.DataFrame, path: str | Path = "results/pseudomas
 
 
 def quality_report(cohort: str = "pseudo", n: int | None = None, spacing_mm: float = 2.0, seed: int = 0,
-                   cache=None, out_csv: str | Path | None = "results/pseudomask_quality.csv") -> pd.DataFrame:
+                   cache=None, out_csv: str | Path | None = "results/pseudomask_quality.csv",
+                   jobs: int = 1) -> pd.DataFrame:
     """The quality table over a phantom cohort, written to `out_csv` (None: not written)."""
     from ..phantom import cohort as make_cohort
-    table = quality_table(make_cohort(cohort, spacing_mm=spacing_mm, n=n, seed=seed, cache=cache), cache)
+    cases = make_cohort(cohort, spacing_mm=spacing_mm, n=n, seed=seed, cache=cache, jobs=jobs)
+    table = quality_table(cases, cache, jobs=jobs)
     if out_csv is not None:
         write_quality_csv(table, out_csv)
     return table
