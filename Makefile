@@ -44,4 +44,4 @@ real-ct: $(STAMP)
 	$(PY) -m vertebra.cli fetch-real-ct
 
 clean-cache:
-	rm -rf $$HOME/.cache/vertebra
+	rm -rf $${VERTEBRA_CACHE:-$$HOME/.cache/vertebra}

@@ -75,3 +75,10 @@ def test_rows_run_in_parallel_processes_with_the_requested_threads(tmp_path, mon
     assert {r["status"] for r in reproduce.reproduce("all", "smoke", ws=ws, book=False, jobs=1,
                                                       threads=2)} == {"ok"}
     assert json.loads((ws.results_dir / "value1.json").read_text())["threads"] == "2"
+
+
+def test_the_cache_follows_the_environment(tmp_path, monkeypatch):
+    from vertebra.cache import cache_dir
+    monkeypatch.setenv("VERTEBRA_CACHE", str(tmp_path / "elsewhere"))
+    assert cache_dir() == tmp_path / "elsewhere" and (tmp_path / "elsewhere").is_dir()
+    assert cache_dir(tmp_path / "given") == tmp_path / "given"
