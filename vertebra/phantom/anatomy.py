@@ -27,11 +27,23 @@ from .. import labels as L
 ANOMALIES = ("lumbarization", "sacralization", "t13", "rudimentary_12th_rib", "absent_12th_rib",
              "fracture", "metal", "low_density")
 
-#: body height x width (mm) at reference levels (anatomy references; PHANTOM.md "Anatomy that must vary")
-_BODY_REF = {3: (13.0, 17.0), 7: (14.0, 22.0), 8: (14.0, 28.0), 19: (23.0, 38.0), 20: (25.0, 42.0),
-             22: (27.0, 48.0), 24: (26.0, 52.0)}
-#: rib arc length (mm) of ribs 1..11; the 12th is drawn from 50-150 mm
-_RIB_LENGTH_MM = (130, 190, 235, 265, 285, 300, 305, 295, 275, 240, 175)
+#: body height (mm) at reference levels, keyed by VerSe label (PHANTOM.md "Anatomy that must vary")
+_BODY_HEIGHT_MM = {3: 13.0, 7: 14.0, 8: 14.0, 19: 23.0, 20: 25.0, 22: 27.0, 24: 26.0}
+#: body width (mm): narrowest at T4-T6, widening through the lower thorax into the lumbar spine
+#: (generator version 2; version 1 ran straight from 28 mm at T1 to 38 mm at T12, too wide mid-thorax
+#: against the real CT of the book's real-scan chapter)
+_BODY_WIDTH_MM = {3: 17.0, 7: 22.0, 8: 28.0, 10: 25.5, 11: 25.0, 13: 25.0, 14: 26.0, 15: 27.5, 16: 29.5,
+                  17: 32.5, 18: 36.0, 19: 39.0, 20: 42.0, 22: 48.0, 24: 52.0}
+#: body depth / width by rank along the spine (C1 = 0): heart-shaped mid-thoracic bodies as deep as wide,
+#: about 0.8 at T10-T12, lumbar bodies wider than deep
+_DEPTH_RATIO = ((0, 0.65), (7, 0.62), (9, 0.85), (12, 1.0), (14, 0.95), (16, 0.84), (18, 0.78), (20, 0.75),
+                (22, 0.71), (24, 0.68))
+#: nominal arc length (mm) of ribs 1..11 (bony rib, costal cartilage excluded), before the patient's
+#: body and rib scales; the 12th is drawn from 50-150 mm. Version 2 shortened version 1's table
+#: (130, 190, 235, 265, 285, 300, 305, 295, 275, 240, 175) rib by rib to the real CT's geodesic lengths.
+_RIB_LENGTH_MM = (105, 170, 205, 235, 250, 250, 245, 235, 215, 190, 140)
+#: lung parenchyma density (HU), drawn per patient (inspiration depth, age)
+LUNG_HU_RANGE = (-900.0, -820.0)
 RIB_RULE_MIN_MM = 40.0  # VerSe'20: a rib shorter than 4 cm does not count
 
 
@@ -81,6 +93,8 @@ class Anatomy:
     metal_labels: tuple[int, ...] = ()
     metal_side: float = 1.0
     sacralization_sides: tuple[float, ...] = ()
+    rib_scale: float = 1.0                   # length factor of ribs 1-11 on top of body_scale
+    lung_hu: float = -850.0                  # lung parenchyma
     extra: dict = field(default_factory=dict)
 
     @property
@@ -104,10 +118,10 @@ class Anatomy:
         return self.labels[last + 1]
 
 
-def _interp_levels(table: dict[int, tuple[float, float]], labels, column: int) -> dict[int, float]:
-    """Interpolate the reference table along the spine's rank (T13 and L6 sit between neighbours)."""
+def _interp_levels(table: dict[int, float], labels) -> dict[int, float]:
+    """Interpolate a reference table along the spine's rank (T13 and L6 sit between neighbours)."""
     ranks = [L.rank(k) for k in table]
-    values = [v[column] for v in table.values()]
+    values = list(table.values())
     return {lab: float(np.interp(L.rank(lab) if lab != L.L6 else L.rank(L.L5) + 1, ranks, values))
             for lab in labels}
 
@@ -149,10 +163,10 @@ def sample_anatomy(rng: np.random.Generator, force: tuple[str, ...] | None = Non
         labels.append(L.L6)
     scale = float(np.clip(rng.normal(1.0, 0.06), 0.85, 1.15))
     jitter = lambda: float(rng.normal(1.0, 0.03))  # noqa: E731 - per-level size variation
-    height = {k: v * scale * jitter() for k, v in _interp_levels(_BODY_REF, labels, 0).items()}
-    width = {k: v * scale * jitter() for k, v in _interp_levels(_BODY_REF, labels, 1).items()}
-    depth = {k: width[k] * float(np.interp(L.rank(k), [0, 7, 19, 24], [0.65, 0.62, 0.72, 0.70]))
-             for k in labels}
+    height = {k: v * scale * jitter() for k, v in _interp_levels(_BODY_HEIGHT_MM, labels).items()}
+    width = {k: v * scale * jitter() for k, v in _interp_levels(_BODY_WIDTH_MM, labels).items()}
+    ratio_rank, ratio = zip(*_DEPTH_RATIO)
+    depth = {k: width[k] * float(np.interp(L.rank(k), ratio_rank, ratio)) for k in labels}
     discs = {}
     for k in labels:
         r = L.rank(k)
@@ -220,13 +234,19 @@ def sample_anatomy(rng: np.random.Generator, force: tuple[str, ...] | None = Non
         discs[labels[-1]] = float(rng.uniform(1.5, 3.0))  # the fused disc space is narrow
 
     scoliotic = rng.random() < config.scoliosis
+    posture = dict(kyphosis_deg=float(rng.uniform(25, 55)), lordosis_deg=float(rng.uniform(35, 65)),
+                   scoliosis_cobb_deg=float(rng.uniform(8, 30) if scoliotic else rng.uniform(0, 4)),
+                   scoliosis_side=float(rng.choice([-1.0, 1.0])),
+                   rotation_deg=float(rng.normal(0, 2.5)), tilt_deg=float(rng.normal(0, 1.5)),
+                   pitch_deg=float(rng.normal(0, 2.0)), sacral_slope_deg=float(rng.uniform(30, 45)))
+    # drawn last (generator version 2), so every earlier draw is the same as in version 1
+    rib_scale = float(np.clip(rng.normal(1.0, 0.06), 0.85, 1.15))
+    lung_hu = float(rng.uniform(*LUNG_HU_RANGE))
+    for lab in [lab for lab in labels if 8 <= lab <= 19 or lab == L.T13][:11]:   # ribs 1-11
+        ribs[lab] = (ribs[lab][0] * rib_scale, ribs[lab][1] * rib_scale)
     return Anatomy(
         labels=tuple(labels), height_mm=height, width_mm=width, depth_mm=depth, disc_below_mm=discs,
         transverse_mm=tp, rib_length_mm=ribs, trabecular_hu=trabecular,
-        anomalies=tuple(a for a in ANOMALIES if a in anomalies), age_years=age,
-        kyphosis_deg=float(rng.uniform(25, 55)), lordosis_deg=float(rng.uniform(35, 65)),
-        scoliosis_cobb_deg=float(rng.uniform(8, 30) if scoliotic else rng.uniform(0, 4)),
-        scoliosis_side=float(rng.choice([-1.0, 1.0])),
-        rotation_deg=float(rng.normal(0, 2.5)), tilt_deg=float(rng.normal(0, 1.5)),
-        pitch_deg=float(rng.normal(0, 2.0)), sacral_slope_deg=float(rng.uniform(30, 45)),
-        body_scale=scale, sacralization_sides=sacral_sides, **fracture, **metal)
+        anomalies=tuple(a for a in ANOMALIES if a in anomalies), age_years=age, **posture,
+        body_scale=scale, sacralization_sides=sacral_sides, rib_scale=rib_scale, lung_hu=lung_hu,
+        **fracture, **metal)

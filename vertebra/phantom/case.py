@@ -30,7 +30,7 @@ from .soft_tissue import TissueOptions, paint_abdomen, paint_body, paint_chest
 from .spine_curve import spine_pose
 from .vertebra_shape import paint_disc_and_canal, paint_vertebra
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 TABLE_HU, FOAM_HU = 250.0, -850.0
 
 
@@ -113,11 +113,10 @@ def generate_case(rng: np.random.Generator, *, protocol: str = "ctc", site: str 
     paint_colon(canvas, anatomy, spine, lm, colon, r_tex)
     tagged = np.float32(colon.tagged_hu)
     paint_pelvis(canvas, anatomy, spine, lm)
-    cortex = max(1.2, 0.6 * spacing_mm)
     for label in anatomy.labels:
         paint_disc_and_canal(canvas, anatomy, spine.vertebrae[label])
     for label in anatomy.labels:
-        paint_vertebra(canvas, anatomy, spine.vertebrae[label], cortex)
+        paint_vertebra(canvas, anatomy, spine.vertebrae[label])
     rib_vertebra = paint_ribs(canvas, anatomy, spine)
     paint_sternum(canvas, anatomy, spine)
     paint_implants(canvas, anatomy, spine, lm)
@@ -183,6 +182,7 @@ def _meta(anatomy, protocol, position, settings, fov, vert: Volume, centroids, r
         "rib_vertebra": {int(k): int(v) for k, v in rib_vertebra.items()},
         "rib_length_mm": {int(k): [round(float(a), 1) for a in v] for k, v in anatomy.rib_length_mm.items()},
         "trabecular_hu": {int(k): round(float(v), 1) for k, v in anatomy.trabecular_hu.items()},
+        "rib_scale": round(anatomy.rib_scale, 4), "lung_hu": round(anatomy.lung_hu, 1),
         "age_years": round(anatomy.age_years, 1), "top_label": fov.top_label, "lumbar_only": fov.lumbar_only,
         "fracture": ({"label": anatomy.fracture_label, "height_loss": round(anatomy.fracture_loss, 3),
                       "kind": anatomy.fracture_kind} if anatomy.fracture_label else None),

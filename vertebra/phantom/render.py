@@ -200,3 +200,25 @@ def bone_hu(depth_mm: np.ndarray, trabecular_hu, cortical_hu: float = 900.0,
     core, with a linear ramp so that a shell thinner than a voxel still shows up after blurring."""
     w = np.clip(1.0 - depth_mm / cortex_mm, 0.0, 1.0)
     return (trabecular_hu + (cortical_hu - trabecular_hu) * w).astype(np.float32)
+
+
+def partial_volume_bone_hu(depth_mm: np.ndarray, trabecular_hu, outside_hu, cortical_hu: float,
+                           cortex_mm: float, voxel_mm: float) -> np.ndarray:
+    """HU of voxels whose centres lie `depth_mm` (>= 0) below a bone surface, each the average over the
+    voxel of what it holds: tissue outside the bone (`outside_hu`), a cortical shell `cortex_mm` thick
+    and the trabecular core beneath it.
+
+    The voxel is taken as a slab `voxel_mm` wide across the surface (one dimension, along the surface
+    normal), so a shell thinner than a voxel is diluted by its neighbours instead of filling the voxel:
+    a 1 mm shell at 2 mm voxels shows at most half its own HU. `outside_hu` may be an array (the HU
+    already painted there, e.g. disc or muscle).
+
+    >>> partial_volume_bone_hu(np.array([1.0, 3.0]), 200.0, 0.0, 1000.0, 1.0, 2.0).tolist()
+    [600.0, 200.0]
+    """
+    half = 0.5 * voxel_mm
+    lo, hi = depth_mm - half, depth_mm + half
+    outside = np.clip(-lo, 0.0, voxel_mm) / voxel_mm
+    shell = (np.clip(hi, 0.0, cortex_mm) - np.clip(lo, 0.0, cortex_mm)) / voxel_mm
+    core = 1.0 - outside - shell
+    return (outside * outside_hu + shell * cortical_hu + core * trabecular_hu).astype(np.float32)

@@ -1,7 +1,7 @@
 """Soft tissue: body contour, fat, muscles, lungs, abdominal organs and vessels.
 
-HU values are textbook ones: fat -100, muscle 40-60, unenhanced liver 55, kidneys 30, blood 40, lungs
--850. With IV contrast (the chest-abdomen-pelvis protocol) the aorta reaches 150-300 HU and the organs
+HU values are textbook ones: fat -100, muscle 40-60, unenhanced liver 55, kidneys 30, blood 40; the
+lungs' density is the patient's (`Anatomy.lung_hu`, -900 to -820). With IV contrast (the chest-abdomen-pelvis protocol) the aorta reaches 150-300 HU and the organs
 enhance. The body is an ellipse per slice whose size follows the landmarks of the spine (neck, chest,
 abdomen, hips) and splits into two thighs below the crotch; bowel loops and mesenteric fat come from a
 smooth random field so that no two abdomens look alike.
@@ -18,7 +18,7 @@ from .render import Canvas
 from .ribs import cage_half_axes
 from .spine_curve import SpinePose
 
-FAT_HU, MUSCLE_HU, LUNG_HU, BLOOD_HU = -100.0, 50.0, -850.0, 40.0
+FAT_HU, MUSCLE_HU, BLOOD_HU = -100.0, 50.0, 40.0
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def paint_chest(canvas: Canvas, anatomy: Anatomy, spine: SpinePose, opts: Tissue
         tissue = lung & (medi | heart)
         k = box[0].start + n
         region = canvas.hu[k, box[1], box[2]]
-        region[lung] = LUNG_HU
+        region[lung] = anatomy.lung_hu
         region[tissue] = np.where(heart, blood, 20.0)[tissue]
     return dome
 
