@@ -29,21 +29,19 @@ ANOMALIES = ("lumbarization", "sacralization", "t13", "rudimentary_12th_rib", "a
 
 #: body height (mm) at reference levels, keyed by VerSe label (PHANTOM.md "Anatomy that must vary")
 _BODY_HEIGHT_MM = {3: 13.0, 7: 14.0, 8: 14.0, 19: 23.0, 20: 25.0, 22: 27.0, 24: 26.0}
-#: body width (mm): narrowest at T4-T6, widening through the lower thorax into the lumbar spine
-#: (generator version 2; version 1 ran straight from 28 mm at T1 to 38 mm at T12, too wide mid-thorax
-#: against the real CT of the book's real-scan chapter)
+#: body width (mm): narrowest at T4-T6, widening through the lower thorax (generator version 2; version 1
+#: ran straight from 28 mm at T1 to 38 mm at T12, too wide mid-thorax against the book's real CT)
 _BODY_WIDTH_MM = {3: 17.0, 7: 22.0, 8: 28.0, 10: 25.5, 11: 25.0, 13: 25.0, 14: 26.0, 15: 27.5, 16: 29.5,
                   17: 32.5, 18: 36.0, 19: 39.0, 20: 42.0, 22: 48.0, 24: 52.0}
 #: body depth / width by rank along the spine (C1 = 0): heart-shaped mid-thoracic bodies as deep as wide,
 #: about 0.8 at T10-T12, lumbar bodies wider than deep
 _DEPTH_RATIO = ((0, 0.65), (7, 0.62), (9, 0.85), (12, 1.0), (14, 0.95), (16, 0.84), (18, 0.78), (20, 0.75),
                 (22, 0.71), (24, 0.68))
-#: nominal arc length (mm) of ribs 1..11 (bony rib, costal cartilage excluded), before the patient's
-#: body and rib scales; the 12th is drawn from 50-150 mm. Version 2 shortened version 1's table
-#: (130, 190, 235, 265, 285, 300, 305, 295, 275, 240, 175) rib by rib to the real CT's geodesic lengths.
+#: nominal arc length (mm) of bony ribs 1..11 before the body and rib scales; the 12th is drawn from
+#: 50-150 mm. Version 2 shortened version 1's (130, 190, 235, 265, 285, 300, 305, 295, 275, 240, 175)
+#: rib by rib to the real CT's geodesic lengths.
 _RIB_LENGTH_MM = (105, 170, 205, 235, 250, 250, 245, 235, 215, 190, 140)
-#: lung parenchyma density (HU), drawn per patient (inspiration depth, age)
-LUNG_HU_RANGE = (-900.0, -820.0)
+LUNG_HU_RANGE = (-900.0, -820.0)  # lung parenchyma (HU), drawn per patient (inspiration, age)
 RIB_RULE_MIN_MM = 40.0  # VerSe'20: a rib shorter than 4 cm does not count
 
 

@@ -2,9 +2,10 @@
 
 A rib starts at the costovertebral joint on the side of its body, passes the tip of the transverse
 process and then follows an ellipse around the thoracic cage, sloping down as it goes forward, until
-its arc length (drawn in `anatomy`) is used up. Ribs 1-7 almost reach the sternum; 11 and 12 float and
-end in the flank (the 12th is 5-15 cm long); a rudimentary 12th rib is a stub under 4 cm, an absent one
-is not drawn. The rib map labels left rib k as k and right rib k as 100 + k, k counted from T1.
+its arc length (drawn in `anatomy`) is used up. Only the bony rib is drawn: ribs 1-7 end in front short of
+the sternum, where costal cartilage (not drawn) would continue; 11 and 12 float and end in
+the flank (the 12th is 5-15 cm long); a rudimentary 12th rib is a stub under 4 cm, an absent one is not
+drawn. The rib map labels left rib k as k and right rib k as 100 + k, k counted from T1.
 """
 from __future__ import annotations
 
