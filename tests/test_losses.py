@@ -52,3 +52,38 @@ def test_level_term_weight_and_completeness():
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError):
         InstanceLossConfig(lambda_start=0.0)
+
+
+def test_voxel_counts_in_vertebra_volumes_weigh_fp_and_fn_voxels_alike_at_the_end():
+    t = torch.zeros(1, 1, 8, 8, 8)
+    t[..., :2, :2, :2] = 1                                       # 8 target voxels
+    cfg = InstanceLossConfig(n_max=10, spacing_mm=2.0)
+    v = cfg.vertebra_voxels
+    assert v == pytest.approx(30_000 / 8)
+    over = t.clone()
+    over[..., 4:6, 4:6, 4:6] = 1                                 # 8 extra voxels: pure false positives
+    under = t.clone()
+    under[..., 0, :2, :2] = 0                                    # 4 target voxels missed
+    fp, fn = soft_fp_fn_fractions(over, t, v)
+    assert fp.item() == pytest.approx(8 / v) and fn.item() == 0
+    fp, fn = soft_fp_fn_fractions(under, t, v)
+    assert fp.item() == 0 and fn.item() == pytest.approx(4 / v)
+    # at the last step (λn = 1) one wrong voxel costs the same either way; at step 0 a FP costs 0.05
+
+    def loss(prob, step):
+        out = {"segmentation": torch.logit(prob.clamp(1e-7, 1 - 1e-7)), "level": torch.tensor([0.0])}
+        return instance_loss(out, {"target": t, "level": torch.tensor([0.0])}, step, cfg)[0].item()
+    one_fp = t.clone(); one_fp[..., 7, 7, 7] = 1
+    one_fn = t.clone(); one_fn[..., 0, 0, 0] = 0
+    assert loss(one_fp, 10) == pytest.approx(loss(one_fn, 10), rel=1e-3)
+    assert loss(one_fp, 0) == pytest.approx(0.05 * loss(one_fn, 0), rel=1e-3)
+
+
+def test_background_reference_is_still_available():
+    cfg = InstanceLossConfig(n_max=10, fp_reference="background")
+    t = torch.zeros(1, 1, 2, 2, 2); t[..., 0, 0, 0] = 1
+    out = {"segmentation": torch.full_like(t, 50.0), "level": torch.tensor([0.0])}
+    _, terms = instance_loss(out, {"target": t, "level": torch.tensor([0.0])}, 0, cfg)
+    assert terms["fp_frac"] == pytest.approx(1.0) and terms["fn_frac"] == pytest.approx(0.0)
+    with pytest.raises(ValueError):
+        InstanceLossConfig(fp_reference="patch")

@@ -82,3 +82,14 @@ def test_the_cache_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("VERTEBRA_CACHE", str(tmp_path / "elsewhere"))
     assert cache_dir() == tmp_path / "elsewhere" and (tmp_path / "elsewhere").is_dir()
     assert cache_dir(tmp_path / "given") == tmp_path / "given"
+
+
+def test_packaged_weights_follow_their_rows(tmp_path, monkeypatch):
+    ws = Workspace(tmp_path, tmp_path / "results", tmp_path / "executed", tmp_path / "records", tmp_path)
+    monkeypatch.setattr(reproduce, "PACKAGE_DIR", tmp_path / "pkg")
+    run = ws.results_dir / "runs" / "instance"
+    run.mkdir(parents=True)
+    (run / "weights.pt").write_bytes(b"new weights")
+    assert reproduce.publish_weights(ws) == [tmp_path / "pkg" / "weights" / "instance_quick.pt"]
+    assert (tmp_path / "pkg" / "weights" / "instance_quick.pt").read_bytes() == b"new weights"
+    assert reproduce.publish_weights(ws) == []                    # unchanged: nothing copied

@@ -2,17 +2,25 @@
 
     L = λn · FP_frac + FN_frac + β · |pL − tL|                                   (Eq. 1)
 
-Soft fractions, per patch, from the predicted foreground probability p ∈ [0, 1] and the binary target t
-(the vertebra to segment), then averaged over the batch:
+Soft voxel counts, per patch, from the predicted foreground probability p ∈ [0, 1] and the binary target
+t (the vertebra to segment), then averaged over the batch. The paper describes FP and FN as *numbers of
+voxels*; we divide both by V, the number of voxels of a typical vertebra at the patch spacing
+(``vertebra_volume_mm3`` / voxel volume), which rescales the whole loss without moving its optimum:
 
-* ``FP_frac = Σ p·(1 − t) / Σ (1 − t)``: the share of *background* voxels predicted as vertebra;
-* ``FN_frac = Σ (1 − p)·t / Σ t``: the share of the *target* vertebra missed; 0 for an empty patch
-  (there is nothing to miss), which is why the loss still has a gradient there, unlike Dice (§2.3).
+* ``FP_frac = Σ p·(1 − t) / V``: background predicted as vertebra, in vertebra volumes;
+* ``FN_frac = Σ (1 − p)·t / V``: target missed, in vertebra volumes; 0 for an empty patch (there is
+  nothing to miss), which is why the loss still has a gradient there, unlike Dice (§2.3).
 
-Both lie in [0, 1]. Because a vertebra fills a few percent of a patch, the FP denominator is ~20x larger
-than the FN one: a voxel of background costs less than a voxel of vertebra, so the network leans to
-over-segment, and the paper tunes the output threshold afterwards (§3.2). λn (`lambda_n`) starts at 0.05
-and rises sigmoidally to 1 at ``n_max`` (the last step), so false positives weigh little at first (§2.3).
+With λn = 1 a false-positive voxel then costs as much as a false-negative one, so the natural output
+threshold is 0.5; early on (λn = 0.05) false positives are cheap, which keeps the network from learning
+the empty mask that the many background voxels would otherwise favour (§2.3 says exactly this happens
+when λn is too large). λn (`lambda_n`) starts at 0.05 and rises sigmoidally to 1 at ``n_max`` (§2.3).
+
+``fp_reference="background"`` instead divides FP by the number of background voxels of the patch (and
+FN by the target's voxels). That was this project's first reading of "FP_frac"; it makes a background
+voxel ~40x cheaper than a missed vertebra voxel even at λn = 1, and the networks trained with it
+over-segmented: at the quick scale, masks in evaluation were 3-4x the size of the target vertebra
+(about 9,000 voxels for 2,700), and tuning the threshold up to 0.9 did not undo it.
 
 The level term. The paper regresses the level in label units (L1 = 20) and uses β = 1000; it describes
 FP and FN as *numbers of voxels*. With voxel counts, β = 1000 means one level of error costs as much as
@@ -53,12 +61,21 @@ class InstanceLossConfig:
     #: isotropic voxel edge of the patches, mm (paper 1 mm)
     spacing_mm: float = 1.0
     completeness_weight: float = 1.0
+    #: what FP and FN are divided by: "vertebra" (V, see above; default) or "background" (see above)
+    fp_reference: str = "vertebra"
 
     def __post_init__(self):
+        if self.fp_reference not in ("vertebra", "background"):
+            raise ValueError(f"fp_reference must be 'vertebra' or 'background', got {self.fp_reference!r}")
         if not 0 < self.lambda_start <= self.lambda_end:
             raise ValueError(f"need 0 < lambda_start <= lambda_end, got {self.lambda_start}, {self.lambda_end}")
         if self.n_max < 1 or self.spacing_mm <= 0 or self.vertebra_volume_mm3 <= 0:
             raise ValueError("n_max, spacing_mm and vertebra_volume_mm3 must be positive")
+
+    @property
+    def vertebra_voxels(self) -> float:
+        """V: voxels of a typical vertebra at ``spacing_mm``."""
+        return self.vertebra_volume_mm3 / self.spacing_mm ** 3
 
     @property
     def level_weight(self) -> float:
@@ -75,16 +92,20 @@ def lambda_n(step: int, n_max: int, start: float = 0.05, end: float = 1.0, steep
     return start + (end - start) * (logistic(u) - lo) / (hi - lo)
 
 
-def soft_fp_fn_fractions(probability: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample soft FP and FN fractions (see module docstring) of (B, 1, D, H, W) tensors → two (B,)."""
+def soft_fp_fn_fractions(probability: torch.Tensor, target: torch.Tensor,
+                         reference_voxels: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample soft FP and FN (see module docstring) of (B, 1, D, H, W) tensors → two (B,).
+
+    With ``reference_voxels`` (V) both are soft voxel counts divided by V; without, FP is divided by
+    the patch's background voxels and FN by its target voxels (``fp_reference="background"``).
+    """
     if probability.shape != target.shape:
         raise ValueError(f"probability {tuple(probability.shape)} and target {tuple(target.shape)} differ")
     p, t = probability.flatten(1), target.flatten(1).to(probability.dtype)
-    background = (1 - t).sum(1)
-    foreground = t.sum(1)
-    fp = (p * (1 - t)).sum(1) / background.clamp_min(1.0)
-    fn = ((1 - p) * t).sum(1) / foreground.clamp_min(1.0)
-    return fp, fn
+    fp_voxels, fn_voxels = (p * (1 - t)).sum(1), ((1 - p) * t).sum(1)
+    if reference_voxels is not None:
+        return fp_voxels / float(reference_voxels), fn_voxels / float(reference_voxels)
+    return fp_voxels / (1 - t).sum(1).clamp_min(1.0), fn_voxels / t.sum(1).clamp_min(1.0)
 
 
 def instance_loss(outputs: dict, batch: dict, step: int, config: InstanceLossConfig) -> tuple[torch.Tensor, dict]:
@@ -100,7 +121,8 @@ def instance_loss(outputs: dict, batch: dict, step: int, config: InstanceLossCon
     """
     lam = lambda_n(step, config.n_max, config.lambda_start, config.lambda_end, config.lambda_steepness)
     prob = torch.sigmoid(outputs["segmentation"])
-    fp, fn = soft_fp_fn_fractions(prob, batch["target"])
+    fp, fn = soft_fp_fn_fractions(prob, batch["target"], config.vertebra_voxels
+                                  if config.fp_reference == "vertebra" else None)
     level_error = (outputs["level"].reshape(-1) - batch["level"].reshape(-1).to(prob.dtype)).abs()
     loss = (lam * fp + fn + config.level_weight * level_error).mean()
     terms = {"lambda_n": lam, "fp_frac": float(fp.detach().mean()),

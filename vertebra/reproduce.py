@@ -282,6 +282,23 @@ def l1_accuracy(ws: Workspace, run_id: str | None, scale: str) -> float | None:
     return None
 
 
+#: rows whose weights ship inside the package (what `find-l1` and `label-spine` use without --weights)
+PACKAGED_WEIGHT_ROWS = {"unet-l1-hand-22": "direct_l1_quick.pt", "instance": "instance_quick.pt"}
+
+
+def publish_weights(ws: Workspace) -> list[Path]:
+    """Copy the quick-scale weights of `PACKAGED_WEIGHT_ROWS` into `vertebra/weights/` (when changed)."""
+    copied = []
+    for run_id, name in PACKAGED_WEIGHT_ROWS.items():
+        source, target = ws.results_dir / "runs" / run_id / "weights.pt", PACKAGE_DIR / "weights" / name
+        if source.is_file() and (not target.is_file() or source.read_bytes() != target.read_bytes()):
+            from .results import write_bytes_atomic
+            write_bytes_atomic(target, source.read_bytes())
+            copied.append(target)
+            log.info("packaged weights %s <- results/runs/%s", name, run_id)
+    return copied
+
+
 def _execute_task(task: tuple) -> dict:
     run, ws, force, jobs, threads = task
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -332,6 +349,8 @@ def reproduce(rows: str = "all", scale: str = "quick", seed: int = 0, *, force: 
     else:
         for run in row_runs:
             finished(execute(run, ws, force=force, jobs=1, threads=threads))
+    if scale == "quick":
+        publish_weights(ws)
     for run in summary:
         finished(execute(run, ws, force=force, jobs=jobs, threads=threads))
     bar.close()
