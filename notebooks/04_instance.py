@@ -82,13 +82,17 @@ print("patch:", sizes.instance_patch, "voxels at", sizes.instance_spacing_mm, "m
 # %% [markdown]
 # ## The loss (Eq. 1)
 #
-# $L = \lambda_n \mathrm{FP}_{frac} + \mathrm{FN}_{frac} + \beta\,|p_L - t_L|$. The two fractions are
-# soft: the share of background voxels the network paints, and the share of the target it misses. An
-# empty cube has nothing to miss, so only the false positives speak there, and the loss still has a
-# gradient, which a Dice loss would not. $\lambda_n$ keeps false positives cheap early in training and
-# rises to 1 along an S-curve. The paper's β = 1000 balances voxel *counts*; with fractions we divide it
-# by the number of voxels in a typical vertebra, which gives the level term the same weight relative to
-# the segmentation (see `vertebra.losses`).
+# $L = \lambda_n \mathrm{FP}_{frac} + \mathrm{FN}_{frac} + \beta\,|p_L - t_L|$. The paper describes FP and
+# FN as numbers of voxels; we use soft voxel counts (the probability the network paints outside the
+# target, and the probability it leaves out of it) divided by the voxels of a typical vertebra, which
+# only rescales the loss. At the last step ($\lambda_n = 1$) a wrong voxel costs the same on either side;
+# early on $\lambda_n$ = 0.05 keeps false positives cheap, so the network does not settle for the empty
+# mask that the many background voxels would otherwise favour. An empty cube has nothing to miss, so
+# only the false positives speak there, and the loss still has a gradient, which a Dice loss would not.
+# β = 1000 weighs one level of error against 1000 voxels; divided by the same vertebra size it keeps
+# that balance (see `vertebra.losses`). A first version divided FP by the patch's background instead:
+# a background voxel then cost ~40x less than a missed vertebra voxel and the networks painted masks
+# three to four times the size of the vertebra.
 
 # %%
 n_max = iterations or sizes.instance_iterations
@@ -123,7 +127,7 @@ metrics = run_row(params, out_dir, table2_path=Path(results_dir) / "table2.csv")
 # %%
 log = pd.read_csv(out_dir / "train_log.csv")
 ax = log.groupby("direction")[["fp_frac", "fn_frac"]].rolling(20, min_periods=1).mean() \
-    .reset_index(level=0).drop(columns="direction").plot(figsize=(7, 3), title="soft FP / FN fractions")
+    .reset_index(level=0).drop(columns="direction").plot(figsize=(7, 3), title="soft FP / FN (vertebra volumes)")
 ax.set_xlabel("step")
 
 # %% [markdown]
