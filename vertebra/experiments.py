@@ -52,9 +52,9 @@ SCALES: dict[str, Scale] = {
         instance_batch=2, instance_scan_stride=16),
     "quick": Scale(
         name="quick", phantom_spacing_mm=2.0, cohort_sizes=dict(_PAPER_COHORTS),
-        direct_shape_zyx=(64, 48, 48), direct_features=8, direct_iterations=600, direct_batch=2,
+        direct_shape_zyx=(64, 48, 48), direct_features=8, direct_iterations=500, direct_batch=2,
         direct_dropout=0.0,
-        instance_spacing_mm=2.0, instance_patch=48, instance_features=8, instance_iterations=800,
+        instance_spacing_mm=2.0, instance_patch=48, instance_features=8, instance_iterations=400,
         instance_batch=2, instance_scan_stride=32),
     "paper": Scale(
         name="paper", phantom_spacing_mm=1.0, cohort_sizes=dict(_PAPER_COHORTS)),

@@ -51,7 +51,10 @@ class PatchConfig:
     mode: str = "top-down"
     jitter_mm: float = 20.0
     empty_fraction: float = 0.3
-    edge_fraction: float = 0.0      # fix (b); run.py uses 0.15 when the fix is on
+    edge_fraction: float = 0.0      # fix (b); run.py uses EDGE_FRACTION when the fix is on
+    #: how much of an edge patch's target the cut may remove (share of its height): a scan can start
+    #: anywhere in a vertebra, down to a thin slice of it
+    edge_cut_max_share: float = 0.25
     #: a target counts as complete when this share of its voxels in the scan lies in the patch
     complete_min_share: float = 0.95
     augment: bool = True
@@ -159,10 +162,10 @@ class PatchSampler:
         if kind == "edge":  # the scan ends at the target's top (top-down) or bottom (bottom-up) edge
             height = target.z_max - target.z_min + 1
             if down:
-                cut = target.z_max - rng.uniform(0, 0.25) * height
+                cut = target.z_max - rng.uniform(0, cfg.edge_cut_max_share) * height
                 centre[0] = cut + 1 - half + rng.uniform(0, 0.1) * size
             else:
-                cut = target.z_min + rng.uniform(0, 0.25) * height
+                cut = target.z_min + rng.uniform(0, cfg.edge_cut_max_share) * height
                 centre[0] = cut + half - rng.uniform(0, 0.1) * size
         img, corner = crop(image, centre, size, HU_MIN)
         lab, _ = crop(labels, centre, size, 0)

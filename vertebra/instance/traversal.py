@@ -6,7 +6,7 @@ On a `PreparedScan` (z index increasing towards the head), in top-down mode:
    slices, its top edge on the scan's top slice.
 2. If the network finds less than ``min_bone_cm3`` (1 cm³) of vertebra there, the box scans the scan
    from the top corner with a stride of ``scan_stride_voxels`` in x and y (paper: 64), then one stride
-   lower, until it finds more than ``scan_bone_cm3`` of vertebra.
+   lower (at most ``scan_levels`` grids), until it finds more than ``scan_bone_cm3`` of vertebra.
 3. Centring: the box moves to the centroid of the segmented vertebra (largest connected component of
    probability > ``threshold``, outside the memory) until the centre moves less than ``centre_tol_mm``
    (2 mm) or after ``max_centring`` (5) passes. It only ever moves down (top-down) or up (bottom-up).
@@ -40,6 +40,9 @@ class TraversalConfig:
     min_bone_cm3: float = 1.0
     scan_stride_voxels: int = 64
     scan_bone_cm3: float = 1.0
+    #: x-y grids of the search, one stride apart in z (the paper scans "across the image" at the top;
+    #: searching the whole scan cost up to ~150 passes per scan where a network finds nothing)
+    scan_levels: int = 2
     bone_hu: float = 200.0
     centre_tol_mm: float = 2.0
     max_centring: int = 5
@@ -152,8 +155,9 @@ class Traversal:
         """Step 2: boxes on an x-y grid from the corner, moving along z, until enough bone is found."""
         nz, ny, nx = self.scan.shape
         stride, half = self.cfg.scan_stride_voxels, self.cfg.patch_voxels // 2
-        z = z_start
-        while 0 <= z < nz:
+        z, levels = z_start, 0
+        while 0 <= z < nz and levels < self.cfg.scan_levels:
+            levels += 1
             for y in range(half, max(ny, 2 * half) - half + 1, stride):
                 for x in range(half, max(nx, 2 * half) - half + 1, stride):
                     mask, corner, *_ = self.segment((z, y, x))
