@@ -8,6 +8,8 @@ SCALE ?= quick
 ROWS ?= all
 # rows run at once (default: every core); each notebook kernel uses one thread
 JOBS ?=
+# FORCE=1 re-runs notebooks whose code and parameters did not change
+FORCE ?=
 STAMP := $(VENV)/.installed
 # idle torch/OpenMP threads sleep instead of spinning: with several jobs on 2 cores, spinning threads
 # made training steps 4-14x slower
@@ -32,7 +34,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 reproduce: $(STAMP)
-	$(PY) -m vertebra.cli reproduce --scale $(SCALE) --rows $(ROWS) $(if $(JOBS),--jobs $(JOBS))
+	$(PY) -m vertebra.cli reproduce --scale $(SCALE) --rows $(ROWS) $(if $(JOBS),--jobs $(JOBS)) $(if $(FORCE),--force)
 
 book: $(STAMP)
 	$(PY) -m vertebra.cli book
