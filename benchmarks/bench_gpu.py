@@ -42,11 +42,16 @@ def _direct_steps(scale, device, generator):
         torch.nn.functional.cross_entropy(logits.float(), y).backward()
         optimiser.step()
 
+    return train, _inference_step(model, x[:1])
+
+
+def _inference_step(model, x):
+    """One forward pass of `model` on `x` in eval and inference mode, under a given autocast."""
     def infer(autocast):
         model.eval()
         with torch.inference_mode(), autocast():
-            model(x[:1])
-    return train, infer
+            model(x)
+    return infer
 
 
 def _instance_steps(scale, device, generator):
@@ -71,11 +76,7 @@ def _instance_steps(scale, device, generator):
         instance_loss(out, batch, 0, loss_config)[0].backward()
         optimiser.step()
 
-    def infer(autocast):
-        model.eval()
-        with torch.inference_mode(), autocast():
-            model(x[:1])
-    return train, infer
+    return train, _inference_step(model, x[:1])
 
 
 def _peak_mib(fn) -> float:
