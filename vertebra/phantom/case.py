@@ -30,7 +30,7 @@ from .soft_tissue import TissueOptions, paint_abdomen, paint_body, paint_chest
 from .spine_curve import spine_pose
 from .vertebra_shape import paint_disc_and_canal, paint_vertebra
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 TABLE_HU, FOAM_HU = 250.0, -850.0
 
 

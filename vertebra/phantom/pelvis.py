@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import labels as L
 from .anatomy import Anatomy
-from .render import Canvas, bone_hu
+from .render import Canvas, partial_volume_bone_hu
 from .spine_curve import SpinePose
 from .vertebra_shape import ellipse
 
@@ -37,13 +37,13 @@ def landmarks(anatomy: Anatomy, spine: SpinePose) -> PelvisLandmarks:
     return PelvisLandmarks(s1, float(s1[2] + 30.0 * f), hips, 23.0 * f, symphysis)
 
 
-def _sacrum_field(anatomy: Anatomy, spine: SpinePose, lm: PelvisLandmarks):
+def _sacrum_field(anatomy: Anatomy, spine: SpinePose, lm: PelvisLandmarks, voxel_mm: float):
     f = anatomy.body_scale
     length = (85.0 if "lumbarization" in anatomy.anomalies else 105.0) * f
     R, top = spine.sacrum_frame, lm.s1_top
     hu_core = anatomy.trabecular_hu[L.SACRUM]
 
-    def field(x, y, z):
+    def field(x, y, z, outside_hu):
         dx, dy, dz = x - top[0], y - top[1], z - top[2]
         u = dx * R[0, 0] + dy * R[1, 0] + dz * R[2, 0]
         v = dx * R[0, 1] + dy * R[1, 1] + dz * R[2, 1]
@@ -57,19 +57,19 @@ def _sacrum_field(anatomy: Anatomy, spine: SpinePose, lm: PelvisLandmarks):
         canal = ellipse(u, v, 10.0 * f * (1 - 0.6 * tt), 5.0 * f, 0, vc + thick * 0.22)
         sdf = np.maximum(sdf, -canal)
         mask = sdf <= 0
-        return mask, bone_hu(-sdf, hu_core, 800.0, 1.5), L.SACRUM
+        return mask, partial_volume_bone_hu(-sdf, hu_core, outside_hu, 800.0, 1.5, voxel_mm), L.SACRUM
 
     r = 80.0 * f
     return top - np.array([r, r, 1.4 * r]), top + np.array([r, r + 30, 20]), field
 
 
-def _ilium_field(side: float, lm: PelvisLandmarks, f: float):
+def _ilium_field(side: float, lm: PelvisLandmarks, f: float, voxel_mm: float):
     s1 = lm.s1_top
     hip = lm.hip_centres[0 if side < 0 else 1]
     z_lo, z_hi = hip[2] + 20.0 * f, lm.crest_z
     cx, cy = side * 35.0 * f, s1[1] - 40.0 * f
 
-    def field(x, y, z):
+    def field(x, y, z, outside_hu):
         hgt = np.clip((z - z_lo) / (z_hi - z_lo), 0, 1)
         radius = (45.0 + 50.0 * hgt) * f
         dx, dy = x - cx, y - cy
@@ -80,7 +80,7 @@ def _ilium_field(side: float, lm: PelvisLandmarks, f: float):
         # the crest is rounded: trim towards the top at the lateral part
         inside &= z <= z_hi - 8.0 * f * np.cos(psi) ** 2
         depth = thick - np.abs(r - radius)
-        return inside, bone_hu(depth, 220.0, 750.0, 1.5)
+        return inside, partial_volume_bone_hu(np.maximum(depth, 0.0), 220.0, outside_hu, 750.0, 1.5, voxel_mm)
 
     lo = np.array([cx - 110 * f if side < 0 else cx - 20, cy - 110 * f, z_lo - 1])
     hi = np.array([cx + 20 if side < 0 else cx + 110 * f, cy + 100 * f, z_hi + 1])
@@ -108,27 +108,29 @@ def _tubes(side: float, lm: PelvisLandmarks, f: float):
 def paint_pelvis(canvas: Canvas, anatomy: Anatomy, spine: SpinePose, lm: PelvisLandmarks) -> None:
     """Sacrum (labelled 26), ilia, pubic and ischial rami, femoral heads, necks and shafts."""
     f = anatomy.body_scale
-    canvas.paint_field(*_sacrum_field(anatomy, spine, lm))
+    vox = canvas.voxel_mm
+    canvas.paint_field(*_sacrum_field(anatomy, spine, lm, vox), with_hu=True)
     for side in (-1.0, 1.0):
-        canvas.paint_field(*_ilium_field(side, lm, f))
+        canvas.paint_field(*_ilium_field(side, lm, f, vox), with_hu=True)
         hip = lm.hip_centres[0 if side < 0 else 1]
         for pts, radius, marrow, cortex in _tubes(side, lm, f):
             flat, dist, _, _ = canvas.tube_voxels(pts, radius)
-            canvas.paint_flat(flat, bone_hu(radius - dist, marrow, 1100.0, cortex))
+            canvas.paint_bone_flat(flat, radius - dist, marrow, 1100.0, cortex)
         rh = lm.head_radius_mm
 
-        def head(x, y, z, hip=hip):
+        def head(x, y, z, outside_hu, hip=hip):
             r = np.sqrt((x - hip[0]) ** 2 + (y - hip[1]) ** 2 + (z - hip[2]) ** 2)
             cup = (r > rh + 2.5) & (r < rh + 12) & (z > hip[2] - 0.3 * rh) & (np.abs(x) < np.abs(hip[0]) + 0.4 * rh)
             ball = r <= rh
-            hu = np.where(ball, bone_hu(rh - r, 260.0, 700.0, 1.5), bone_hu(rh + 12 - r, 250.0, 800.0, 2.0))
+            hu = np.where(ball, partial_volume_bone_hu(np.maximum(rh - r, 0.0), 260.0, outside_hu, 700.0, 1.5, vox),
+                          partial_volume_bone_hu(np.maximum(rh + 12 - r, 0.0), 250.0, outside_hu, 800.0, 2.0, vox))
             return ball | cup, hu.astype(np.float32)
 
-        canvas.paint_field(hip - rh - 14, hip + rh + 14, head)
+        canvas.paint_field(hip - rh - 14, hip + rh + 14, head, with_hu=True)
     # coccyx: a short curved tail below the sacrum
     R = spine.sacrum_frame
     tip = lm.s1_top - R[:, 2] * (85 if "lumbarization" in anatomy.anomalies else 105) * f
     pts = np.stack([tip + R[:, 1] * 2, tip - R[:, 2] * 15 * f - R[:, 1] * 6 * f,
                     tip - R[:, 2] * 28 * f - R[:, 1] * 16 * f])
     flat, dist, _, _ = canvas.tube_voxels(pts, 5.0 * f)
-    canvas.paint_flat(flat, bone_hu(5.0 * f - dist, 200.0, 600.0, 1.5))
+    canvas.paint_bone_flat(flat, 5.0 * f - dist, 200.0, 600.0, 1.5)

@@ -117,15 +117,17 @@ class Canvas:
         if rib is not None:
             self.rib[box][mask] = rib
 
-    def paint_field(self, lo_anat, hi_anat, field: Callable) -> None:
-        """`field(x, y, z)` (anatomical mm) returns (mask, hu[, vert]) on the box; painted if any."""
-        self.paint_in(self.scanner_box(lo_anat, hi_anat), field)
+    def paint_field(self, lo_anat, hi_anat, field: Callable, with_hu: bool = False) -> None:
+        """`field(x, y, z)` (anatomical mm) returns (mask, hu[, vert]) on the box; painted if any.
+        With `with_hu`, the field is called as `field(x, y, z, hu)`, `hu` the box's HU painted so far
+        (for partial volume at the shape's surface)."""
+        self.paint_in(self.scanner_box(lo_anat, hi_anat), field, with_hu)
 
-    def paint_in(self, box, field: Callable) -> None:
+    def paint_in(self, box, field: Callable, with_hu: bool = False) -> None:
         """Like `paint_field`, on a box of voxel slices (None paints nothing)."""
         if box is None:
             return
-        out = field(*self.coords(box))
+        out = field(*self.coords(box), self.hu[box]) if with_hu else field(*self.coords(box))
         if out is not None and out[0].any():
             self.paint(box, *out)
 
@@ -179,6 +181,19 @@ class Canvas:
         keep = order[first]
         return flat[first], dist[keep], r[keep], centre[keep]
 
+    @property
+    def voxel_mm(self) -> float:
+        """Edge of the cube with a voxel's volume, mm: the slab width of `partial_volume_bone_hu`."""
+        return float(np.prod(self.grid.spacing_zyx)) ** (1.0 / 3.0)
+
+    def paint_bone_flat(self, flat: np.ndarray, depth_mm: np.ndarray, trabecular_hu, cortical_hu: float,
+                        cortex_mm: float, **labels) -> None:
+        """Paint bone on flat voxel indices from each voxel's depth below the surface, with partial
+        volume against the HU painted there before (`partial_volume_bone_hu`)."""
+        hu = partial_volume_bone_hu(depth_mm, trabecular_hu, self.hu.reshape(-1)[flat], cortical_hu,
+                                    cortex_mm, self.voxel_mm)
+        self.paint_flat(flat, hu, **labels)
+
     def paint_flat(self, flat: np.ndarray, hu, vert: int | None = None, rib: int | None = None) -> None:
         self.hu.reshape(-1)[flat] = hu
         if vert is not None:
@@ -192,14 +207,6 @@ class Canvas:
         z, y, x = self._axes[0][k], self._axes[1][j], self._axes[2][i]
         ax, ay = self.pose.to_anatomical(x, y, z)
         return np.stack([ax, ay, z], axis=1)
-
-
-def bone_hu(depth_mm: np.ndarray, trabecular_hu, cortical_hu: float = 900.0,
-            cortex_mm: float = 1.5) -> np.ndarray:
-    """HU inside bone from the depth below its surface (mm, >= 0): a cortical shell over a trabecular
-    core, with a linear ramp so that a shell thinner than a voxel still shows up after blurring."""
-    w = np.clip(1.0 - depth_mm / cortex_mm, 0.0, 1.0)
-    return (trabecular_hu + (cortical_hu - trabecular_hu) * w).astype(np.float32)
 
 
 def partial_volume_bone_hu(depth_mm: np.ndarray, trabecular_hu, outside_hu, cortical_hu: float,

@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from .anatomy import Anatomy
-from .render import Canvas, bone_hu
+from .render import Canvas
 from .spine_curve import SpinePose
 
 RIB_HU_CORE, RIB_HU_CORTEX = 180.0, 800.0
+#: rib cortex (mm); with partial volume a 2 mm voxel shows it diluted, as a real scan does
+RIB_CORTEX_MM = 1.2
 
 
 def cage_half_axes(number: int, scale: float) -> tuple[float, float]:
@@ -69,8 +71,8 @@ def paint_ribs(canvas: Canvas, anatomy: Anatomy, spine: SpinePose) -> dict[int, 
             flat, dist, _, _ = canvas.tube_voxels(pts, radius)
             if len(flat) == 0:
                 continue
-            hu = bone_hu(radius - dist, RIB_HU_CORE, RIB_HU_CORTEX, cortex_mm=1.8)
-            canvas.paint_flat(flat, hu, rib=number if side > 0 else 100 + number)
+            canvas.paint_bone_flat(flat, radius - dist, RIB_HU_CORE, RIB_HU_CORTEX, RIB_CORTEX_MM,
+                                   rib=number if side > 0 else 100 + number)
             drawn[number] = label
     return dict(sorted(drawn.items()))
 
@@ -86,4 +88,4 @@ def paint_sternum(canvas: Canvas, anatomy: Anatomy, spine: SpinePose) -> None:
     b = np.array([0.0, bottom[1] - 2 * b_bot + 5, bottom[2] - 35])
     pts = np.stack([a + (b - a) * t for t in np.linspace(0, 1, 20)])
     flat, dist, _, _ = canvas.tube_voxels(pts, 8.0)
-    canvas.paint_flat(flat, bone_hu(8.0 - dist, 200.0, 700.0, cortex_mm=1.5))
+    canvas.paint_bone_flat(flat, 8.0 - dist, 200.0, 700.0, 1.5)

@@ -170,7 +170,7 @@ def paint_vertebra(canvas: Canvas, anatomy: Anatomy, pose: VertebraPose, cortex_
     579 HU at 2 mm for the 95th percentile)."""
     lab = pose.label
     trabecular = anatomy.trabecular_hu[lab]
-    voxel_mm = float(np.prod(canvas.grid.spacing_zyx)) ** (1.0 / 3.0)
+    voxel_mm = canvas.voxel_mm
     box = local_box(canvas, pose, *_extent(anatomy, lab))
     if box is None:
         return
