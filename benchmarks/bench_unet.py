@@ -12,6 +12,11 @@ shared machine a second thread that waits for a busy core can cost more than it 
 of 4 in channels-last (more work per convolution call). `torch.compile` is not timed here: its first
 call alone takes minutes on two cores (see `notes` in the result).
 
+Two views of the throughput besides the whole network's: the convolution kernels alone (the network's
+FLOPs over the time `torch.profiler` books to convolution ops, the rest being group normalisation,
+activations, copies and concatenation), and the same network at the paper scale's width (16 base
+features instead of the quick scale's 8), where each convolution call has twice the channels.
+
     python -m benchmarks.run_all --only unet [--quick]
 """
 from __future__ import annotations
@@ -33,10 +38,13 @@ NOTES = [
     "uncompiled (about 1.08x). Not worth minutes of compilation per run, so not used or timed here.",
     "MONAI's BasicUNet takes one num_groups for all layers (1 here); ours keeps 16 channels a group, "
     "so its deeper layers have 2-8 groups. The cost of group normalisation does not depend on that.",
-    "Training stays fp32 and contiguous in the library: channels-last 3D and bf16 autocast are each "
-    "bit-exact from run to run at a fixed thread count (checked at 1 and 2 threads, 3 Adam steps, "
-    "batch 2, quick grid), but not bit-identical to fp32 contiguous training (parameters differ by "
-    "up to 5e-3 after 3 steps), so adopting either would change every committed Table 2 row.",
+    "The library trains and predicts in fp32 channels-last 3D (`TrainConfig.channels_last`), the "
+    "fastest fp32 setting here. bf16 autocast is bit-exact from run to run at a fixed thread count "
+    "(checked at 1 and 2 threads, 3 Adam steps, batch 2, quick grid) but not bit-identical to fp32, and "
+    "its speed depends on bf16 hardware (AMX here), so results would differ between machines: it is "
+    "measured, not used.",
+    "FLOP/s fractions divide by the fp32 matmul rate even for bf16 runs: this CPU multiplies bf16 on "
+    "AMX units, so a bf16 network can exceed the fp32 reference (a fraction above 1).",
     "torch.jit.freeze + optimize_for_inference (the oneDNN/mkldnn inference path) cannot script the "
     "U-Net as written (the skip list's size is not static), so it is not timed.",
 ]
@@ -104,6 +112,18 @@ def _flops(model, x, y) -> tuple[int, int]:
     return train, counter.get_total_flops()
 
 
+def _convolution_share(fn) -> float:
+    """Share of the self CPU time of one call of `fn` that the profiler books to convolution ops."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if "conv" in e.key.lower()) / max(total, 1)
+
+
 def run(quick: bool = False) -> dict:
     try:
         import monai
@@ -123,10 +143,14 @@ def run(quick: bool = False) -> dict:
                 "ours_channels_last_bf16": ("ours", True, True, None, 1),
                 "ours_channels_last_1thread": ("ours", True, False, 1, 1),
                 "ours_channels_last_bf16_1thread": ("ours", True, True, 1, 1),
-                "ours_channels_last_batch4": ("ours", True, False, None, 4)}
+                "ours_channels_last_batch4": ("ours", True, False, None, 4),
+                "paper_width_channels_last_batch4": ("paper_width", True, False, None, 4),
+                "paper_width_channels_last_bf16_batch4": ("paper_width", True, True, None, 4)}
+    paper_config = UNetConfig(num_classes=1, features=get_scale("paper").direct_features)
     train, infer = {}, {}
     for name, (kind, channels_last, bf16, threads, batch) in variants.items():
-        model = UNet3D(config) if kind == "ours" else _monai_unet(config.features, config.out_channels)
+        model = (UNet3D(config) if kind == "ours" else UNet3D(paper_config) if kind == "paper_width"
+                 else _monai_unet(config.features, config.out_channels))
         train[name], infer[name] = _step_functions(model, x, y, channels_last=channels_last,
                                                    bf16=bf16, threads=threads, batch=batch)
     a, b = torch.randn(MATMUL_N, MATMUL_N), torch.randn(MATMUL_N, MATMUL_N)
@@ -141,6 +165,12 @@ def run(quick: bool = False) -> dict:
         return 2 * MATMUL_N ** 3 / min(min(train_s[name]), min(infer_s[name]))
     peaks = {None: peak("matmul_fp32"), 1: peak("matmul_fp32_1thread")}
     train_flops, infer_flops = _flops(UNet3D(config), x, y)
+    paper_train_flops, paper_infer_flops = _flops(UNet3D(paper_config), x, y)
+    conv_share = {"train": _convolution_share(train["ours_channels_last_batch4"]),
+                  "infer": _convolution_share(infer["ours_channels_last_batch4"])}
+
+    def fraction(times, flops, name):  # FLOP/s of variant `name` / fp32 matmul FLOP/s at its threads
+        return flops * variants[name][4] / times[name] / peaks[variants[name][3]]
 
     def best_fraction(times, flops, names=("ours_fp32", "ours_channels_last", "ours_channels_last_1thread",
                                            "ours_channels_last_batch4")):
@@ -171,6 +201,22 @@ def run(quick: bool = False) -> dict:
               f"training-step FLOP/s with bf16 autocast ({train_bf16_best}) / fp32 matmul FLOP/s, same threads"),
         ratio("infer_fraction_of_matmul_peak_bf16", infer_bf16, None,
               f"inference FLOP/s with bf16 autocast ({infer_bf16_best}) / fp32 matmul FLOP/s, same threads"),
+        ratio("train_conv_kernels_fraction_of_matmul_peak",
+              fraction(t_train, train_flops, "ours_channels_last_batch4") / conv_share["train"], None,
+              "training-step FLOP/s (ours_channels_last_batch4) over the time the profiler books to convolution ops "
+              f"({conv_share['train']:.0%} of the step)"),
+        ratio("infer_conv_kernels_fraction_of_matmul_peak",
+              fraction(t_infer, infer_flops, "ours_channels_last_batch4") / conv_share["infer"], peak_goal, f"the same for inference (convolutions {conv_share['infer']:.0%} of the time)"),
+        ratio("paper_width_train_fraction_of_matmul_peak",
+              fraction(t_train, paper_train_flops, "paper_width_channels_last_batch4"), None,
+              f"training-step FLOP/s at the paper's width ({paper_config.features} base features), "
+              "channels-last, batch 4 / fp32 matmul FLOP/s"),
+        ratio("paper_width_infer_fraction_of_matmul_peak",
+              fraction(t_infer, paper_infer_flops, "paper_width_channels_last_batch4"), peak_goal,
+              "inference FLOP/s at the paper's width, channels-last, batch 4 / fp32 matmul FLOP/s"),
+        ratio("paper_width_infer_fraction_of_matmul_peak_bf16",
+              fraction(t_infer, paper_infer_flops, "paper_width_channels_last_bf16_batch4"), None,
+              "the same with bf16 autocast / fp32 matmul FLOP/s"),
         ratio("batch4_speedup_train", 4 * t_train["ours_channels_last"] / t_train["ours_channels_last_batch4"],
               None, "4 x seconds of one scan / seconds of a batch of 4 (channels-last, all threads)"),
         ratio("batch4_speedup_infer", 4 * t_infer["ours_channels_last"] / t_infer["ours_channels_last_batch4"],
@@ -197,6 +243,9 @@ def run(quick: bool = False) -> dict:
                "matmul_fp32_gflops": round(peaks[None] / 1e9, 1),
                "matmul_fp32_1thread_gflops": round(peaks[1] / 1e9, 1),
                "train_gflop_per_step": round(train_flops / 1e9, 2),
-               "infer_gflop": round(infer_flops / 1e9, 2),
+               "infer_gflop": round(infer_flops / 1e9, 2), "paper_width_features": paper_config.features,
+               "paper_width_train_gflop_per_step": round(paper_train_flops / 1e9, 2),
+               "paper_width_infer_gflop": round(paper_infer_flops / 1e9, 2),
+               "convolution_share_of_time": {k: round(v, 3) for k, v in conv_share.items()},
                "train_seconds": seconds_summary(train_s), "infer_seconds": seconds_summary(infer_s)}
     return {"benchmark": "unet", "quick": quick, "ratios": ratios, "context": context, "notes": NOTES}

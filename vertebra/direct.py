@@ -23,7 +23,7 @@ import torch
 
 from . import __version__
 from .direct_targets import HU_MAX, HU_MIN, DirectSample
-from .preprocess import mask_from_shape, resample_to_shape, window
+from .preprocess import bounding_box, mask_from_shape, resample_to_shape, window
 from .direct_training import predict_probabilities
 from .errors import InputError
 from .image import Geometry, Volume
@@ -114,15 +114,6 @@ def predict_sample(model, sample: DirectSample) -> L1Finding:
     return find_l1_on_grid(predict_probabilities(model, sample.image), sample.geometry)
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    """The smallest box (z, y, x slices) holding every True voxel of a non-empty mask."""
-    box = []
-    for axis in range(mask.ndim):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
-
-
 def l1_bmd_hu(image: Volume, mask: np.ndarray, erosion_mm: float = 3.0) -> float:
     """Mean HU in the L1 mask eroded by ``erosion_mm`` and kept anterior to its centroid (the body).
 
@@ -132,7 +123,7 @@ def l1_bmd_hu(image: Volume, mask: np.ndarray, erosion_mm: float = 3.0) -> float
     voxel_cm3 = float(np.prod(image.spacing_zyx)) / 1000.0
     if not mask.any():
         return float("nan")  # nothing found
-    tight = _bounding_box(mask)
+    tight = bounding_box(mask)
     local = mask[tight]
     if local.sum() * voxel_cm3 > MAX_VERTEBRA_CM3:
         return float("nan")  # far too large to be one vertebra

@@ -126,17 +126,29 @@ def mask_from_shape(mask_zyx: np.ndarray, shape_zyx) -> np.ndarray:
     out = np.zeros(tuple(int(n) for n in shape_zyx), bool)
     if not mask_zyx.any():
         return out
-    rows, blocks = [], []
-    for axis, (n_scan, n_grid) in enumerate(zip(shape_zyx, mask_zyx.shape)):
-        lo, hi = np.flatnonzero(np.moveaxis(mask_zyx, axis, 0).any(axis=(1, 2)))[[0, -1]]
-        weights = _linear_matrix(n_grid, int(n_scan))[:, lo:hi + 1]   # scan voxels x mask-box voxels
-        touched = np.flatnonzero(weights.any(axis=1))
+    box = bounding_box(mask_zyx)
+    rows, weights = [], []
+    for extent, n_scan, n_grid in zip(box, shape_zyx, mask_zyx.shape):
+        w = _linear_matrix(n_grid, int(n_scan))[:, extent]            # scan voxels x mask-box voxels
+        touched = np.flatnonzero(w.any(axis=1))
         rows.append(slice(touched[0], touched[-1] + 1))
-        blocks.append((slice(lo, hi + 1), weights[touched[0]:touched[-1] + 1]))
-    box = mask_zyx[tuple(b for b, _ in blocks)].astype(np.float64)
-    values = np.einsum("zk,yj,xi,kji->zyx", blocks[0][1], blocks[1][1], blocks[2][1], box, optimize=True)
+        weights.append(w[touched[0]:touched[-1] + 1])
+    values = np.einsum("zk,yj,xi,kji->zyx", *weights, mask_zyx[box].astype(np.float64), optimize=True)
     out[tuple(rows)] = values >= 0.5
     return out
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The smallest box (one slice per axis) holding every True voxel of a non-empty mask.
+
+    >>> bounding_box(np.pad(np.ones((2, 1, 3), bool), 1))
+    (slice(1, 3, None), slice(1, 2, None), slice(1, 4, None))
+    """
+    box = []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
 
 
 def _linear_matrix(n_in: int, n_out: int) -> np.ndarray:

@@ -291,9 +291,12 @@ def publish_weights(ws: Workspace) -> list[Path]:
     copied = []
     for run_id, name in PACKAGED_WEIGHT_ROWS.items():
         source, target = ws.results_dir / "runs" / run_id / "weights.pt", PACKAGE_DIR / "weights" / name
-        if source.is_file() and (not target.is_file() or source.read_bytes() != target.read_bytes()):
+        if not source.is_file():
+            continue
+        data = source.read_bytes()
+        if not target.is_file() or data != target.read_bytes():
             from .results import write_bytes_atomic
-            write_bytes_atomic(target, source.read_bytes())
+            write_bytes_atomic(target, data)
             copied.append(target)
             log.info("packaged weights %s <- results/runs/%s", name, run_id)
     return copied

@@ -45,7 +45,6 @@ from .weights import InstanceBundle
 log = logging.getLogger(__name__)
 
 EDGE_FRACTION = 0.15
-EDGE_CUT_MAX_SHARE = 0.25
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DEFAULTS = {"mode": "top-down", "empty_fraction": 0.3, "fix_combine_directions": False,
             "fix_edge_patches": False, "fix_completeness_head": False, "scale": "quick", "seed": 0,
@@ -108,8 +107,7 @@ def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=N
     train_scans, val_scans = scans[:len(scans) - n_val], scans[len(scans) - n_val:] or scans
     patch = PatchConfig(patch_voxels=scale.instance_patch, spacing_mm=scale.instance_spacing_mm,
                         mode=params["mode"], empty_fraction=float(params["empty_fraction"]),
-                        edge_fraction=EDGE_FRACTION if params["fix_edge_patches"] else 0.0,
-                        edge_cut_max_share=EDGE_CUT_MAX_SHARE)
+                        edge_fraction=EDGE_FRACTION if params["fix_edge_patches"] else 0.0)
     loss_cfg = InstanceLossConfig(n_max=max(iterations, 1), spacing_mm=scale.instance_spacing_mm)
     net_cfg = InstanceUNetConfig.for_scale(scale, completeness_head=bool(params["fix_completeness_head"]))
     directions = model_directions(params)
