@@ -37,7 +37,7 @@ def test_empty_patch_still_has_a_gradient():
 
 def test_level_term_weight_and_completeness():
     cfg = InstanceLossConfig(n_max=10, spacing_mm=2.0)
-    assert cfg.level_weight == pytest.approx(1000 / (30_000 / 8))
+    assert cfg.level_weight == pytest.approx(1000 / 30_000)   # the same at every spacing
     t = torch.zeros(1, 1, 4, 4, 4)
     seg = torch.full_like(t, -50.0)                             # predicts nothing: fp = 0, fn = 0
     base = {"segmentation": seg, "level": torch.tensor([22.0])}

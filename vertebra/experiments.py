@@ -33,7 +33,8 @@ class Scale:
     instance_features: int = 16
     instance_iterations: int = 50_000
     instance_batch: int = 6
-    #: stride (voxels) of the x-y search when the first box holds too little bone (paper: 64)
+    #: stride (voxels) of the x-y search when the first box holds too little bone (paper: 64, half the
+    #: patch; the light presets keep that ratio)
     instance_scan_stride: int = 64
 
     def to_dict(self) -> dict:
@@ -54,8 +55,8 @@ SCALES: dict[str, Scale] = {
         name="quick", phantom_spacing_mm=2.0, cohort_sizes=dict(_PAPER_COHORTS),
         direct_shape_zyx=(64, 48, 48), direct_features=8, direct_iterations=500, direct_batch=2,
         direct_dropout=0.0,
-        instance_spacing_mm=2.0, instance_patch=48, instance_features=8, instance_iterations=400,
-        instance_batch=2, instance_scan_stride=32),
+        instance_spacing_mm=2.0, instance_patch=48, instance_features=8, instance_iterations=1500,
+        instance_batch=2, instance_scan_stride=24),
     "paper": Scale(
         name="paper", phantom_spacing_mm=1.0, cohort_sizes=dict(_PAPER_COHORTS)),
 }

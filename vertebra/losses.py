@@ -22,13 +22,15 @@ voxel ~40x cheaper than a missed vertebra voxel even at λn = 1, and the network
 over-segmented: at the quick scale, masks in evaluation were 3-4x the size of the target vertebra
 (about 9,000 voxels for 2,700), and tuning the threshold up to 0.9 did not undo it.
 
-The level term. The paper regresses the level in label units (L1 = 20) and uses β = 1000; it describes
-FP and FN as *numbers of voxels*. With voxel counts, β = 1000 means one level of error costs as much as
-1000 misclassified voxels, a few percent of a vertebra at 1 mm. With fractions, the same balance is
-β · |pL − tL| / V, where V is the number of voxels of a typical vertebra at the patch spacing
-(``vertebra_volume_mm3`` / voxel volume). We keep β = 1000 and divide by V: at 1 mm, V = 30,000 and one
-level of error costs 0.033; at the quick scale's 2 mm, V = 3,750 and it costs 0.27. Without the division
-the level term (β up to 24,000) would swamp the segmentation terms (≤ 2).
+The level term. The paper regresses the level in label units (L1 = 20) and uses β = 1000 with FP and
+FN as *numbers of voxels* at 1 mm: one level of error costs as much as 1000 misclassified voxels, i.e.
+1000 mm³, about 3% of a vertebra. We keep that balance in physical terms at every spacing: the level
+weight against the fractions is β · (1 mm)³ / ``vertebra_volume_mm3`` = 0.033, so one level of error
+costs 3.3% of a vertebra whether the patches are at 1 mm or 2 mm. (An earlier version divided β by the
+vertebra's voxel count at the patch spacing, which at the quick scale's 2 mm made a level of error
+8x dearer, 0.27; the level term then outweighed the segmentation terms, about 1.7 against 0.3-0.6 in
+the training log, while the level head learnt nothing.) Without any division the level term (β up to
+24,000) would swamp the segmentation terms (≤ 2).
 
 Optional, for fix (c): a completeness term (binary cross-entropy of the completeness logit against
 "the target vertebra lies wholly inside the patch"), weighted by ``completeness_weight``, as in
@@ -44,6 +46,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+
+#: the paper's voxel volume (1 mm isotropic), in which β = 1000 voxels was set
+PAPER_VOXEL_MM3 = 1.0
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,9 @@ class InstanceLossConfig:
 
     @property
     def level_weight(self) -> float:
-        """β / V: the weight of one level of error against the fractions (see module docstring)."""
-        return self.beta / (self.vertebra_volume_mm3 / self.spacing_mm ** 3)
+        """β · 1 mm³ / vertebra volume: the weight of one level of error against the fractions, the
+        paper's balance at 1 mm kept at every spacing (see module docstring)."""
+        return self.beta * PAPER_VOXEL_MM3 / self.vertebra_volume_mm3
 
 
 def lambda_n(step: int, n_max: int, start: float = 0.05, end: float = 1.0, steepness: float = 10.0) -> float:

@@ -55,6 +55,9 @@ class PatchConfig:
     #: how much of an edge patch's target the cut may remove (share of its height): a scan can start
     #: anywhere in a vertebra, down to a thin slice of it
     edge_cut_max_share: float = 0.25
+    #: how far the patch may reach past the cut, as a share of the patch (blank there, as the
+    #: traversal's first boxes reach past the end of the scan)
+    edge_blank_max_share: float = 0.1
     #: a target counts as complete when this share of its voxels in the scan lies in the patch
     complete_min_share: float = 0.95
     augment: bool = True
@@ -163,10 +166,10 @@ class PatchSampler:
             height = target.z_max - target.z_min + 1
             if down:
                 cut = target.z_max - rng.uniform(0, cfg.edge_cut_max_share) * height
-                centre[0] = cut + 1 - half + rng.uniform(0, 0.1) * size
+                centre[0] = cut + 1 - half + rng.uniform(0, cfg.edge_blank_max_share) * size
             else:
                 cut = target.z_min + rng.uniform(0, cfg.edge_cut_max_share) * height
-                centre[0] = cut + half - rng.uniform(0, 0.1) * size
+                centre[0] = cut + half - rng.uniform(0, cfg.edge_blank_max_share) * size
         img, corner = crop(image, centre, size, HU_MIN)
         lab, _ = crop(labels, centre, size, 0)
         if cut is not None:

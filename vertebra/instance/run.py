@@ -127,7 +127,7 @@ def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=N
             return {"dice_val": float(threshold_dice(model, batch, (0.5,))[0])}
 
         train_dir = (cache_dir() / "instance-train" /
-                     f"{params['run_id']}-{_digest(params, iterations, loss_cfg, patch)}-{direction}")
+                     f"{params['run_id']}-{_digest(params, iterations, loss_cfg, patch, net_cfg)}-{direction}")
         config = TrainConfig(iterations=iterations, batch_size=scale.instance_batch, seed=seed,
                              learning_rate=float(params["learning_rate"] or
                                                  LEARNING_RATE.get(scale.name, SHORT_RUN_LEARNING_RATE)),
@@ -179,14 +179,16 @@ def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=N
 _TIMING_KEYS = ("seconds", "network_seconds")
 
 
-def _digest(params: dict, iterations: int, loss: InstanceLossConfig, patch: PatchConfig) -> str:
+def _digest(params: dict, iterations: int, loss: InstanceLossConfig, patch: PatchConfig,
+            model: InstanceUNetConfig) -> str:
     """A short hash of what determines training, so that a changed row never resumes a stale checkpoint."""
     import hashlib
     import json
     keys = ("learning_rate", "mode", "empty_fraction", "fix_combine_directions", "fix_edge_patches",
             "fix_completeness_head", "scale", "seed")
-    text = json.dumps({**{k: params[k] for k in keys}, "iterations": iterations, "loss": loss.__dict__,
-                       "patch": patch.to_dict()}, sort_keys=True)
+    text = json.dumps({**{k: params[k] for k in keys}, "iterations": iterations,
+                       "loss": {**loss.__dict__, "level_weight": loss.level_weight},
+                       "patch": patch.to_dict(), "model": model.to_dict()}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 

@@ -63,7 +63,8 @@ def load_bundle(path: str | Path | None = None, device: str = "cpu") -> Instance
         raise InputError(f"is not an instance-model bundle (expected format {FORMAT!r})", path)
     models = {}
     for direction, entry in state["models"].items():
-        model = InstanceUNet(InstanceUNetConfig(**entry["config"]))
+        # bundles written before the level head had a scale used none (scale 1)
+        model = InstanceUNet(InstanceUNetConfig(**{"level_scale": 1.0, **entry["config"]}))
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in entry["state_dict"].items()})
         models[direction] = model.to(device).eval()
     return InstanceBundle(models, float(state["spacing_mm"]), TraversalConfig(**state["traversal"]),
