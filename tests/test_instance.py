@@ -152,3 +152,28 @@ def test_bad_weights_are_input_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(InputError, match="readable"):
         load_bundle(tmp_path / "junk.pt")
+
+
+@pytest.mark.parametrize("blank_share", [0.0, 0.5])
+def test_edge_patches_blank_the_scan_above_the_target_and_no_further_than_configured(toy, blank_share):
+    """Fix (b): the memory is empty, nothing above the cut is visible, and the patch reaches past the
+    cut by at most `edge_blank_max_share` of its edge."""
+    cfg = PatchConfig(patch_voxels=32, spacing_mm=4.0, mode="top-down", augment=False, empty_fraction=0.0,
+                      edge_fraction=1.0, edge_blank_max_share=blank_share)
+    batch = PatchSampler([toy[2]], cfg, batch_size=8, seed=2)(0)
+    assert batch["memory"].sum() == 0
+    for img, tgt in zip(batch["image"][:, 0].numpy(), batch["target"][:, 0].numpy()):
+        visible = np.flatnonzero(img.reshape(32, -1).max(1) > 0)       # z slices holding anything
+        top = visible.max()
+        assert np.argwhere(tgt)[:, 0].max() <= top                     # the target ends at the cut
+        assert 32 - 1 - top <= blank_share * 32 + 1                    # blank above it within the share
+
+
+def test_bundles_without_a_level_scale_load_with_scale_one(tmp_path):
+    from vertebra.instance.weights import InstanceBundle, load_bundle
+    net = InstanceUNet(InstanceUNetConfig(features=4, level_scale=1.0))
+    path = InstanceBundle({"down": net}, 4.0, TraversalConfig(patch_voxels=32)).save(tmp_path / "old.pt")
+    state = torch.load(path, weights_only=False)
+    del state["models"]["down"]["config"]["level_scale"]                # as written before the scale existed
+    torch.save(state, path)
+    assert load_bundle(path).models["down"].config.level_scale == 1.0
