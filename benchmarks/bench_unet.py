@@ -174,8 +174,8 @@ def run(quick: bool = False) -> dict:
 
     def best_fraction(times, flops, names=("ours_fp32", "ours_channels_last", "ours_channels_last_1thread",
                                            "ours_channels_last_batch4")):
-        # our fastest setting among `names` (FLOPs x batch), against the fp32 matmul at its threads
-        fractions = {name: flops * variants[name][4] / times[name] / peaks[variants[name][3]] for name in names}
+        # our fastest setting among `names`
+        fractions = {name: fraction(times, flops, name) for name in names}
         name = max(fractions, key=fractions.get)
         return fractions[name], name
     train_fraction, train_best = best_fraction(t_train, train_flops)
@@ -203,10 +203,11 @@ def run(quick: bool = False) -> dict:
               f"inference FLOP/s with bf16 autocast ({infer_bf16_best}) / fp32 matmul FLOP/s, same threads"),
         ratio("train_conv_kernels_fraction_of_matmul_peak",
               fraction(t_train, train_flops, "ours_channels_last_batch4") / conv_share["train"], None,
-              "training-step FLOP/s (ours_channels_last_batch4) over the time the profiler books to convolution ops "
-              f"({conv_share['train']:.0%} of the step)"),
+              "training-step FLOP/s (ours_channels_last_batch4) over the time the profiler books to "
+              f"convolution ops ({conv_share['train']:.0%} of the step)"),
         ratio("infer_conv_kernels_fraction_of_matmul_peak",
-              fraction(t_infer, infer_flops, "ours_channels_last_batch4") / conv_share["infer"], peak_goal, f"the same for inference (convolutions {conv_share['infer']:.0%} of the time)"),
+              fraction(t_infer, infer_flops, "ours_channels_last_batch4") / conv_share["infer"], peak_goal,
+              f"the same for inference (convolutions {conv_share['infer']:.0%} of the time)"),
         ratio("paper_width_train_fraction_of_matmul_peak",
               fraction(t_train, paper_train_flops, "paper_width_channels_last_batch4"), None,
               f"training-step FLOP/s at the paper's width ({paper_config.features} base features), "
