@@ -148,6 +148,41 @@ def _check_gzip_length(path: Path, header: ImageHeader) -> None:
                          f"the {header.n_voxels} voxels its header promises)", path)
 
 
+#: NIfTI-1 datatype code → numpy dtype (little-endian) of the types read without SimpleITK
+_NIFTI_DTYPES = {2: "u1", 4: "<i2", 8: "<i4", 16: "<f4", 64: "<f8", 256: "i1", 512: "<u2", 768: "<u4"}
+
+
+def _read_nifti_gz_voxels(path: Path, header: ImageHeader) -> np.ndarray | None:
+    """The voxels (z, y, x) of a plain ``.nii.gz``, decompressed with ISA-L (about 3x faster than the
+    zlib inside ITK, which dominates reading a CT); None for anything but a little-endian NIfTI-1 3D
+    scalar image without intensity scaling, which SimpleITK then reads. The geometry always comes from
+    SimpleITK (`read_image_header`), so both paths agree on it; they give identical arrays (tested)."""
+    try:
+        from isal import isal_zlib
+    except ImportError:              # optional speed-up: SimpleITK reads everything without it
+        return None
+    try:
+        raw = isal_zlib.decompress(path.read_bytes(), 31)     # 31: gzip wrapper
+    except (isal_zlib.error, OSError) as exc:
+        raise InputError(f"could not be read: the gzip stream is truncated or corrupt ({exc})", path) from None
+    if len(raw) < 352 or int.from_bytes(raw[:4], "little") != 348 or raw[344:348] != b"n+1\0":
+        return None
+    dim = np.frombuffer(raw, "<i2", 8, 40)
+    datatype = int(np.frombuffer(raw, "<i2", 1, 70)[0])
+    vox_offset = int(np.frombuffer(raw, "<f4", 1, 108)[0])
+    slope, inter = (float(v) for v in np.frombuffer(raw, "<f4", 2, 112))
+    shape_xyz = tuple(int(n) for n in dim[1:4])
+    if (dim[0] != 3 or datatype not in _NIFTI_DTYPES or slope not in (0.0, 1.0) or inter != 0.0
+            or shape_xyz != tuple(header.shape_xyz[:3]) or header.components != 1):
+        return None
+    dtype = np.dtype(_NIFTI_DTYPES[datatype])
+    count = header.n_voxels
+    if len(raw) < vox_offset + count * dtype.itemsize:
+        raise InputError(f"could not be read: it holds fewer voxels than the {count} its header promises", path)
+    array = np.frombuffer(raw, dtype, count, vox_offset).reshape(shape_xyz[::-1])
+    return array.astype(dtype.newbyteorder("="))             # a writable, native-order copy
+
+
 def _check_header(header: ImageHeader, path, checks: ReadChecks) -> None:
     dims = len(header.shape_xyz)
     if dims == 4 and header.shape_xyz[3] == 1:
@@ -166,19 +201,19 @@ def _check_header(header: ImageHeader, path, checks: ReadChecks) -> None:
                          f"{checks.max_voxels:.3g} (ReadChecks.max_voxels)", path)
 
 
-def _check_geometry(image: sitk.Image, path, checks: ReadChecks) -> Geometry:
-    spacing = np.asarray(image.GetSpacing(), float)
+def _check_geometry(spacing, origin, direction, path, checks: ReadChecks) -> Geometry:
+    """Spacing, origin and direction (ITK order, as the file gives them) → a checked `Geometry`."""
+    spacing = np.asarray(spacing, float)
     lo, hi = checks.spacing_range_mm
     if not np.all(np.isfinite(spacing)) or spacing.min() < lo or spacing.max() > hi:
         shown = ", ".join(f"{v:.4g}" for v in spacing)
         raise InputError(f"voxel spacing ({shown}) mm is outside {lo}..{hi} mm", path)
-    if not np.all(np.isfinite(image.GetOrigin())):
-        raise InputError(f"origin {image.GetOrigin()} is not finite", path)
-    direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
-    if not np.all(np.isfinite(direction)) or not np.allclose(direction.T @ direction, np.eye(3),
-                                                               atol=1e-3):
+    if not np.all(np.isfinite(origin)):
+        raise InputError(f"origin {tuple(origin)} is not finite", path)
+    matrix = np.asarray(direction, float).reshape(3, 3)
+    if not np.all(np.isfinite(matrix)) or not np.allclose(matrix.T @ matrix, np.eye(3), atol=1e-3):
         raise InputError("direction cosines are not orthonormal", path)
-    return Geometry.from_sitk(image)
+    return Geometry(spacing, origin, direction)
 
 
 def as_hu(array: np.ndarray, path=None, checks: ReadChecks = ReadChecks()) -> np.ndarray:
@@ -242,6 +277,11 @@ def read_image(path: str | Path, *, kind: str = "ct", series_uid: str | None = N
     _check_header(header, path, checks)
     if path.name.lower().endswith(".gz"):
         _check_gzip_length(path, header)
+    fast = _read_nifti_gz_voxels(path, header) if path.name.lower().endswith(".nii.gz") else None
+    if fast is not None and header.geometry is not None:
+        g = header.geometry
+        geometry = _check_geometry(g.spacing_mm, g.origin_mm, g.direction, path, checks)
+        return Volume(_cast(fast, kind, path, checks, allowed_labels), geometry)
     try:
         if path.is_dir():
             reader = sitk.ImageSeriesReader()
@@ -256,15 +296,19 @@ def read_image(path: str | Path, *, kind: str = "ct", series_uid: str | None = N
         raise _sitk_error(exc, path) from None
     if image.GetDimension() == 4:
         image = image[:, :, :, 0]
-    geometry = _check_geometry(image, path, checks)
-    array = sitk.GetArrayFromImage(image)
+    geometry = _check_geometry(image.GetSpacing(), image.GetOrigin(), image.GetDirection(), path, checks)
+    return Volume(_cast(sitk.GetArrayFromImage(image), kind, path, checks, allowed_labels), geometry)
+
+
+def _cast(array: np.ndarray, kind: str, path, checks: ReadChecks, allowed_labels) -> np.ndarray:
+    """`read_image`'s checks and casts on the voxels, by ``kind``."""
     if kind == "ct":
-        array = as_hu(array, path, checks)
-    elif kind == "labels":
-        array = as_label_map(array, path, allowed_labels)
-    elif array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        return as_hu(array, path, checks)
+    if kind == "labels":
+        return as_label_map(array, path, allowed_labels)
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise InputError("holds NaN or infinite voxels", path)
-    return Volume(array, geometry)
+    return array
 
 
 def _image_suffix(path: Path) -> str:
