@@ -177,3 +177,44 @@ def test_bundles_without_a_level_scale_load_with_scale_one(tmp_path):
     del state["models"]["down"]["config"]["level_scale"]                # as written before the scale existed
     torch.save(state, path)
     assert load_bundle(path).models["down"].config.level_scale == 1.0
+
+
+def test_empty_patches_on_bone_hold_the_bright_voxels_outside_the_vertebrae(toy):
+    """Empty patches meant to teach 'not a vertebra' are centred on bone or contrast outside the spine."""
+    import dataclasses
+
+    from vertebra.instance.patches import BONE_HU, bright_outside_vertebrae
+    scan = toy[2]
+    image = scan.image_hu.copy()
+    blob = (slice(2, 6), slice(2, 6), slice(2, 6))                  # a bright blob in a corner
+    image[blob] = 1500
+    scan = dataclasses.replace(scan, image_hu=image)
+    bright = bright_outside_vertebrae(scan, seed=0)
+    assert len(bright) and (scan.image_hu[tuple(bright.astype(int).T)] > BONE_HU).all()
+    assert not np.isin(scan.labels[tuple(bright.astype(int).T)], list(scan.target_levels())).any()
+    np.testing.assert_array_equal(bright, bright_outside_vertebrae(scan, seed=0))
+    cfg = PatchConfig(patch_voxels=32, spacing_mm=4.0, augment=False, empty_fraction=1.0,
+                      empty_on_bone_share=1.0)
+    batch = PatchSampler([scan], cfg, batch_size=6, seed=0)(0)
+    assert (batch["level"] == 0).all() and batch["target"].sum() == 0
+    bright_free = (batch["image"][:, 0] > 0.6) & (batch["memory"][:, 0] < 0.5)   # 0.6 ~ 1200 HU
+    assert bright_free.flatten(1).any(1).all()                       # every patch holds the blob
+
+
+class DriftsUp(Oracle):
+    """Segments the first vertebra, then only a slab at the top of its box: behind the walk."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        if x[0, 1].sum() > 0:
+            seg = torch.full_like(out["segmentation"], -10.0)
+            seg[..., -4:, 12:20, 12:20] = 10.0                       # z index grows towards the head
+            out["segmentation"] = seg
+        return out
+
+
+def test_a_walk_that_turns_back_stops(toy):
+    """Top-down, a segment above the previous vertebra is not a new vertebra ahead: the walk ends."""
+    cfg = TraversalConfig(patch_voxels=32, scan_stride_voxels=16, min_bone_cm3=0.2)
+    result = traverse(DriftsUp(), toy[2], cfg, "down")
+    assert result.stop_reason == "behind" and len(result.vertebrae) == 1

@@ -16,9 +16,12 @@ cut from a `PreparedScan` (z index increasing towards the head), as four arrays:
 Kinds of patch:
 
 * *vertebra* patches: centred on a vertebra's centroid with uniform ±``jitter_mm`` (paper ±2 cm);
-* *empty* patches (``empty_fraction``, paper 30%): a random place in the scan with every visible vertebra
-  put into the memory, so that nothing is left to segment and the level is 0 — what the traversal meets at
-  the end of the spine, or on tagged fluid and hip bone;
+* *empty* patches (``empty_fraction``, paper 30%): every visible vertebra is put into the memory, so that
+  nothing is left to segment and the level is 0 — what the traversal meets at the end of the spine, or on
+  tagged fluid and hip bone. The paper calls them essential to teach the network to ignore "contrast or
+  hip bone"; a uniformly random place rarely holds either, so ``empty_on_bone_share`` of them (ours: half)
+  are centred on a random voxel brighter than ``BONE_HU`` outside the vertebrae (ribs, sternum, sacrum,
+  pelvis, femora, tagged fluid), the rest anywhere in the scan;
 * *edge* patches (fix (b), ``edge_fraction``): the scan is cut just above (top-down) or below (bottom-up)
   the target, the patch's edge lies at the cut, and the memory is empty — the first step of a traversal,
   which the paper found the network handled badly (§3.2).
@@ -40,6 +43,10 @@ from .levels import EMPTY_LEVEL
 from .scan import HU_MIN, PreparedScan, to_network
 
 MODES = ("top-down", "bottom-up", "bidirectional")
+#: HU above which a voxel outside the vertebrae may centre an empty patch (bone, tagged fluid)
+BONE_HU = 200
+#: bright voxels kept per scan as candidate centres of empty patches
+BONE_CANDIDATES = 4096
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,9 @@ class PatchConfig:
     #: how far the patch may reach past the cut, as a share of the patch (blank there, as the
     #: traversal's first boxes reach past the end of the scan)
     edge_blank_max_share: float = 0.1
+    #: share of the empty patches centred on bright voxels outside the vertebrae (the paper does not say
+    #: how its empty patches were placed; ours)
+    empty_on_bone_share: float = 0.5
     #: a target counts as complete when this share of its voxels in the scan lies in the patch
     complete_min_share: float = 0.95
     augment: bool = True
@@ -122,6 +132,16 @@ def vertebra_stats(scan: PreparedScan) -> list[VertebraStats]:
     return out
 
 
+def bright_outside_vertebrae(scan: PreparedScan, seed: int = 0, n: int = BONE_CANDIDATES) -> np.ndarray:
+    """Up to ``n`` voxels (z, y, x) brighter than ``BONE_HU`` that belong to no target vertebra, drawn
+    with a fixed generator: the centres of the empty patches that hold bone or contrast."""
+    targets = list(scan.target_levels())
+    idx = np.argwhere((scan.image_hu > BONE_HU) & ~np.isin(scan.labels, targets))
+    if len(idx) > n:
+        idx = idx[np.sort(np.random.default_rng(seed).choice(len(idx), n, replace=False))]
+    return idx.astype(np.float64)
+
+
 class PatchSampler:
     """``sample_batch(step)`` for `vertebra.train.train`: a batch that depends only on (seed, step)."""
 
@@ -130,6 +150,7 @@ class PatchSampler:
             raise ValueError("PatchSampler needs at least one labelled scan")
         self.scans, self.config, self.batch_size, self.seed = scans, config, batch_size, seed
         self.stats = [vertebra_stats(s) for s in scans]
+        self.bright_outside = [bright_outside_vertebrae(s, seed) for s in scans]
         if not any(self.stats):
             raise ValueError("none of the scans contains a target vertebra")
         self.augment = Compose([RandomFlip(axes=("x", "y")), RandomElasticDeformation(),
@@ -155,7 +176,11 @@ class PatchSampler:
         image, labels = scan.image_hu, scan.labels
         target = None
         if u < cfg.empty_fraction:
-            centre = rng.uniform(0, 1, 3) * (np.asarray(scan.shape) - 1)
+            bright = self.bright_outside[i]
+            if len(bright) and rng.random() < cfg.empty_on_bone_share:
+                centre = bright[int(rng.integers(len(bright)))] + jitter
+            else:
+                centre = rng.uniform(0, 1, 3) * (np.asarray(scan.shape) - 1)
             kind = "empty"
         else:
             target = stats[int(rng.integers(len(stats)))]

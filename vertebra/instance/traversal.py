@@ -13,7 +13,10 @@ On a `PreparedScan` (z index increasing towards the head), in top-down mode:
 4. The mask goes into the instance memory, with the regressed level (and completeness, if the model has
    the head). The next box starts ``step_fraction`` of the vertebra's height further along the spine.
 5. It stops at the end of the scan, when the level exceeds ``max_level`` (24; below 1 bottom-up), when
-   no new bone is found, or after ``max_vertebrae``.
+   no new bone is found, or after ``max_vertebrae``. "Only move down" holds for the walk as well as for
+   the box: a segment whose centroid is not further along the spine than the previous vertebra's is
+   not a new vertebra ahead, and the walk stops there (reason "behind"; without this a walk that ran off
+   the spine at its end came back up along it, labelling it a second time).
 
 Every network call is counted (``passes``), and the time spent inside the network is kept apart from
 the total, for the benchmark.
@@ -184,6 +187,9 @@ class Traversal:
                 if mask.sum() * self.voxel_cm3 < cfg.min_bone_cm3:
                     reason = "no_bone"
                     break
+            if found and self.sign * (self._centroid(mask, corner)[0] - found[-1].centroid_zyx[0]) <= 0:
+                reason = "behind"
+                break
             found.append(self._store(mask, corner, level, completeness, self.passes - before, len(found)))
             v = found[-1]
             if (self.sign < 0 and level > cfg.max_level) or (self.sign > 0 and level < 1.5):
