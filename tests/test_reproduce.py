@@ -124,6 +124,11 @@ def test_summary_fingerprint_follows_result_files(workspace):
     before = reproduce.fingerprint(run, "source", workspace)
     (workspace.results_dir / "table2.csv").write_text("run_id,scale\nx,smoke\n")
     assert reproduce.fingerprint(run, "source", workspace) != before
+    # what page 09 writes itself does not make the summary pages stale
+    before = reproduce.fingerprint(run, "source", workspace)
+    (workspace.results_dir / "real_ct").mkdir(parents=True, exist_ok=True)
+    (workspace.results_dir / "real_ct" / "methods.csv").write_text("run_id\nx\n")
+    assert reproduce.fingerprint(run, "source", workspace) == before
     row = NotebookRun("fake", {"scale": "smoke"}, run_id="x")
     assert reproduce.fingerprint(row, "source", workspace) == reproduce.fingerprint(row, "source", workspace)
 
