@@ -121,10 +121,11 @@ def paint_pelvis(canvas: Canvas, anatomy: Anatomy, spine: SpinePose, lm: PelvisL
         def head(x, y, z, outside_hu, hip=hip):
             r = np.sqrt((x - hip[0]) ** 2 + (y - hip[1]) ** 2 + (z - hip[2]) ** 2)
             cup = (r > rh + 2.5) & (r < rh + 12) & (z > hip[2] - 0.3 * rh) & (np.abs(x) < np.abs(hip[0]) + 0.4 * rh)
-            ball = r <= rh
-            hu = np.where(ball, partial_volume_bone_hu(np.maximum(rh - r, 0.0), 260.0, outside_hu, 700.0, 1.5, vox),
-                          partial_volume_bone_hu(np.maximum(rh + 12 - r, 0.0), 250.0, outside_hu, 800.0, 2.0, vox))
-            return ball | cup, hu.astype(np.float32)
+            ball = r <= rh            # the head (inside) or the acetabular cup around it
+            depth = np.maximum(np.where(ball, rh, rh + 12) - r, 0.0)
+            hu = partial_volume_bone_hu(depth, np.where(ball, 260.0, 250.0), outside_hu,
+                                        np.where(ball, 700.0, 800.0), np.where(ball, 1.5, 2.0), vox)
+            return ball | cup, hu
 
         canvas.paint_field(hip - rh - 14, hip + rh + 14, head, with_hu=True)
     # coccyx: a short curved tail below the sacrum

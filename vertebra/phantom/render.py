@@ -209,16 +209,16 @@ class Canvas:
         return np.stack([ax, ay, z], axis=1)
 
 
-def partial_volume_bone_hu(depth_mm: np.ndarray, trabecular_hu, outside_hu, cortical_hu: float,
-                           cortex_mm: float, voxel_mm: float) -> np.ndarray:
+def partial_volume_bone_hu(depth_mm: np.ndarray, trabecular_hu, outside_hu, cortical_hu,
+                           cortex_mm, voxel_mm: float) -> np.ndarray:
     """HU of voxels whose centres lie `depth_mm` (>= 0) below a bone surface, each the average over the
     voxel of what it holds: tissue outside the bone (`outside_hu`), a cortical shell `cortex_mm` thick
     and the trabecular core beneath it.
 
     The voxel is taken as a slab `voxel_mm` wide across the surface (one dimension, along the surface
     normal), so a shell thinner than a voxel is diluted by its neighbours instead of filling the voxel:
-    a 1 mm shell at 2 mm voxels shows at most half its own HU. `outside_hu` may be an array (the HU
-    already painted there, e.g. disc or muscle).
+    a 1 mm shell at 2 mm voxels shows at most half its own HU. Every argument but `voxel_mm` may be an
+    array of the depths' shape: `outside_hu` is usually the HU already painted there (disc, muscle).
 
     >>> partial_volume_bone_hu(np.array([1.0, 3.0]), 200.0, 0.0, 1000.0, 1.0, 2.0).tolist()
     [600.0, 200.0]

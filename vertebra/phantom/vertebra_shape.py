@@ -175,7 +175,7 @@ def paint_vertebra(canvas: Canvas, anatomy: Anatomy, pose: VertebraPose, cortex_
     if box is None:
         return
 
-    def field(x, y, z):
+    def field(x, y, z, outside_hu):
         lx, ly, lz = _local(x, y, z, pose)
         body, bone, _, _ = vertebra_parts(lx, ly, lz, anatomy, lab)
         mask = bone <= 0
@@ -183,7 +183,7 @@ def paint_vertebra(canvas: Canvas, anatomy: Anatomy, pose: VertebraPose, cortex_
             return None
         # posterior elements are denser than the body's spongy core
         core = np.where(body <= 0, trabecular, trabecular + 120.0).astype(np.float32)
-        hu = partial_volume_bone_hu(-bone, core, canvas.hu[box], cortical_hu, cortex_mm, voxel_mm)
+        hu = partial_volume_bone_hu(-bone, core, outside_hu, cortical_hu, cortex_mm, voxel_mm)
         return mask, hu, lab
 
-    canvas.paint_in(box, field)
+    canvas.paint_in(box, field, with_hu=True)
