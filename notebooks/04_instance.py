@@ -93,12 +93,16 @@ print("patch:", sizes.instance_patch, "voxels at", sizes.instance_spacing_mm, "m
 # that balance (see `vertebra.losses`). A first version divided FP by the patch's background instead:
 # a background voxel then cost ~40x less than a missed vertebra voxel and the networks painted masks
 # three to four times the size of the vertebra.
+#
+# The paper lets $\lambda_n$ end near 1 after 50,000 steps. The quick preset ends it at 0.3
+# (`Scale.instance_lambda_end`): after 1,500 steps, with $\lambda_n = 1$, an empty mask was the cheapest
+# answer wherever the memory was empty, and no walk got past its first step.
 
 # %%
 n_max = iterations or sizes.instance_iterations
-cfg = InstanceLossConfig(n_max=n_max, spacing_mm=sizes.instance_spacing_mm)
+cfg = InstanceLossConfig(n_max=n_max, spacing_mm=sizes.instance_spacing_mm, lambda_end=sizes.instance_lambda_end)
 print("weight of one level of error:", round(cfg.level_weight, 3))
-pd.Series({n: round(lambda_n(n, n_max), 3) for n in range(0, n_max + 1, max(1, n_max // 8))},
+pd.Series({n: round(lambda_n(n, n_max, end=cfg.lambda_end), 3) for n in range(0, n_max + 1, max(1, n_max // 8))},
           name="lambda_n")
 
 # %% [markdown]

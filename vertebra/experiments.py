@@ -36,6 +36,10 @@ class Scale:
     #: stride (voxels) of the x-y search when the first box holds too little bone (paper: 64, half the
     #: patch; the light presets keep that ratio)
     instance_scan_stride: int = 64
+    #: where Eq. 1's lambda_n ends (paper: about 1, after 50,000 steps). The quick preset ends at 0.3: at
+    #: 1,500 steps and lambda_n = 1 an empty mask was the cheapest answer where the memory is empty, and
+    #: the walk never started; with 0.3 and the edge patches of fix (b) it did (trials on 12 test scans)
+    instance_lambda_end: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,13 +54,13 @@ SCALES: dict[str, Scale] = {
         direct_shape_zyx=(48, 32, 32), direct_features=4, direct_iterations=6, direct_batch=2,
         direct_dropout=0.0,
         instance_spacing_mm=4.0, instance_patch=32, instance_features=4, instance_iterations=6,
-        instance_batch=2, instance_scan_stride=16),
+        instance_batch=2, instance_scan_stride=16, instance_lambda_end=0.3),
     "quick": Scale(
         name="quick", phantom_spacing_mm=2.0, cohort_sizes=dict(_PAPER_COHORTS),
         direct_shape_zyx=(64, 48, 48), direct_features=8, direct_iterations=500, direct_batch=2,
         direct_dropout=0.0,
         instance_spacing_mm=2.0, instance_patch=48, instance_features=8, instance_iterations=1500,
-        instance_batch=2, instance_scan_stride=24),
+        instance_batch=2, instance_scan_stride=24, instance_lambda_end=0.3),
     "paper": Scale(
         name="paper", phantom_spacing_mm=1.0, cohort_sizes=dict(_PAPER_COHORTS)),
 }

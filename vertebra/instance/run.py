@@ -108,7 +108,8 @@ def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=N
     patch = PatchConfig(patch_voxels=scale.instance_patch, spacing_mm=scale.instance_spacing_mm,
                         mode=params["mode"], empty_fraction=float(params["empty_fraction"]),
                         edge_fraction=EDGE_FRACTION if params["fix_edge_patches"] else 0.0)
-    loss_cfg = InstanceLossConfig(n_max=max(iterations, 1), spacing_mm=scale.instance_spacing_mm)
+    loss_cfg = InstanceLossConfig(n_max=max(iterations, 1), spacing_mm=scale.instance_spacing_mm,
+                                  lambda_end=scale.instance_lambda_end)
     net_cfg = InstanceUNetConfig.for_scale(scale, completeness_head=bool(params["fix_completeness_head"]))
     directions = model_directions(params)
     val = validation_batches(val_scans, patch, directions, n=8 if scale.name != "smoke" else 2, seed=seed)
