@@ -122,6 +122,25 @@ def whole_scan_direct(ct_file: Path, model, meta, folder: Path) -> dict:
     return record
 
 
+def paper_grid_overhead(ct_file: Path, seed: int = 0) -> dict:
+    """Whole scan / forward pass with an untrained U-Net of the paper's grid and width (one round: a
+    forward pass takes seconds on a CPU)."""
+    from vertebra.experiments import get_scale
+    from vertebra.models.unet import UNet3D, UNetConfig
+
+    scale = get_scale("paper")
+    torch.manual_seed(seed)
+    model = UNet3D(UNetConfig.for_scale(scale)).eval()
+    meta = {"shape_zyx": list(scale.direct_shape_zyx), "run_id": "untrained"}
+    forward = bare_forward(model, scale.direct_shape_zyx, torch.Generator().manual_seed(seed))
+    with tempfile.TemporaryDirectory() as tmp:
+        seconds = time_interleaved({"whole_scan": lambda: whole_scan_direct(ct_file, model, meta, Path(tmp)),
+                                    "forward": forward}, rounds=1)
+    return {"shape_zyx": meta["shape_zyx"], "features": model.config.features,
+            "whole_scan_s": median(seconds["whole_scan"]), "forward_s": median(seconds["forward"]),
+            "ratio": median(seconds["whole_scan"]) / median(seconds["forward"])}
+
+
 def bare_forward(model, shape_zyx, generator: torch.Generator):
     x = torch.randn(1, 1, *shape_zyx, generator=generator)
 
@@ -238,6 +257,7 @@ def run(quick: bool = False, out_dir: str | Path = Path("results") / "benchmarks
                              "stages_s": {k: round(v, 4) for k, v in stages.items()},
                              "seconds": seconds_summary(seconds)})
     overhead = float(np.median([r["ratio"] for r in per_scan]))
+    paper_grid = None if quick else paper_grid_overhead(ct_file, seed)
 
     bundle, bundle_source = instance_bundle(scale)
     series = scan_length_series(model, meta, bundle, rounds=1 if quick else 2, seed=seed)
@@ -256,6 +276,11 @@ def run(quick: bool = False, out_dir: str | Path = Path("results") / "benchmarks
         ratio("instance_vs_direct_at_600mm", last["instance_s"] / last["direct_s"], None,
               f"label_spine / find_l1 seconds on the {last['length_mm']:g} mm crop"),
     ]
+    if paper_grid is not None:
+        ratios.append(ratio("direct_whole_scan_vs_forward_paper_grid", paper_grid["ratio"], None,
+                            "the same on the last scan with an untrained network of the paper's size "
+                            f"({paper_grid['shape_zyx']}, {paper_grid['features']} features): context, "
+                            "the cost outside the network does not grow with it"))
     stage_means = {k: round(float(np.mean([r["stages_s"][k] for r in per_scan])), 4)
                    for k in per_scan[0]["stages_s"]}
     return {"benchmark": "inference", "quick": quick, "ratios": ratios, "weights_direct": source,
@@ -263,4 +288,4 @@ def run(quick: bool = False, out_dir: str | Path = Path("results") / "benchmarks
             "baseline_rss_mib": baseline, "per_scan": per_scan, "direct_stages_s_mean": stage_means,
             "peak_mib_whole_scan": max(r["peak_mib_whole_scan"] or 0 for r in per_scan),
             "peak_mib_forward": max(r["peak_mib_forward"] or 0 for r in per_scan),
-            "scan_length": series, "plots": [PLOT_NAME]}
+            "scan_length": series, "paper_grid": paper_grid, "plots": [PLOT_NAME]}
