@@ -14,24 +14,18 @@ cohort and memory is printed. The cohorts come from the cache (generated when mi
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-
-from vertebra.experiments import get_scale  # noqa: E402
-from vertebra.instance.levels import is_target  # noqa: E402
-from vertebra.instance.scan import prepare_case  # noqa: E402
-from vertebra.instance.traversal import Traversal  # noqa: E402
-from vertebra.instance.weights import load_bundle  # noqa: E402
-from vertebra.io import read_verse_case  # noqa: E402
-from vertebra.labels import rank  # noqa: E402
-from vertebra.phantom import cohort  # noqa: E402
-from vertebra.results import write_text_atomic  # noqa: E402
+from instance_rows import ROOT, row_bundles, write_table
+from vertebra.experiments import get_scale
+from vertebra.instance.levels import is_target
+from vertebra.instance.scan import prepare_case
+from vertebra.instance.traversal import Traversal
+from vertebra.io import read_verse_case
+from vertebra.labels import rank
+from vertebra.phantom import cohort
 
 
 def probe(bundle, case) -> list[dict]:
@@ -65,17 +59,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "results" / "instance_memory_probe.csv"))
     args = parser.parse_args(argv)
     spacing = get_scale(args.scale).phantom_spacing_mm
-    records = []
-    for row in [r.strip() for r in args.rows.split(",") if r.strip()]:
-        bundle = load_bundle(ROOT / "results" / "runs" / row / "weights.pt")
-        for name in ("ctc_test", "instance"):
-            for folder in cohort(name, spacing_mm=spacing, n=args.n, progress=False):
-                for r in probe(bundle, read_verse_case(folder)):
-                    records.append({"row": row, "cohort": name, "threshold": bundle.traversal.threshold, **r})
-    table = pd.DataFrame(records)
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False, float_format="%.4g")
-    write_text_atomic(args.out, buffer.getvalue())
+    records = [{"row": row, "cohort": name, "threshold": bundle.traversal.threshold, **r}
+               for row, bundle in row_bundles(args.rows)
+               for name in ("ctc_test", "instance")
+               for folder in cohort(name, spacing_mm=spacing, n=args.n, progress=False)
+               for r in probe(bundle, read_verse_case(folder))]
+    table = write_table(records, args.out)
     summary = (table.groupby(["row", "cohort", "memory"])
                .agg(passes=("dice", "size"), mean_dice=("dice", "mean"),
                     found=("predicted_voxels", lambda v: float(np.mean(np.asarray(v) > 0))),

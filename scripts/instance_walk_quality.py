@@ -24,24 +24,18 @@ One row per (row, scan) goes to ``--out``; a summary per row is printed. Cohorts
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-
-from vertebra.experiments import get_scale  # noqa: E402
-from vertebra.instance.levels import is_target  # noqa: E402
-from vertebra.instance.pipeline import label_spine  # noqa: E402
-from vertebra.instance.scan import prepare_case  # noqa: E402
-from vertebra.instance.weights import load_bundle  # noqa: E402
-from vertebra.io import read_verse_case  # noqa: E402
-from vertebra.labels import SACRUM  # noqa: E402
-from vertebra.phantom import cohort  # noqa: E402
-from vertebra.results import write_text_atomic  # noqa: E402
+from instance_rows import ALL_ROWS, ROOT, row_bundles, write_table
+from vertebra.experiments import get_scale
+from vertebra.instance.levels import is_target
+from vertebra.instance.pipeline import label_spine
+from vertebra.instance.scan import prepare_case
+from vertebra.io import read_verse_case
+from vertebra.labels import SACRUM
+from vertebra.phantom import cohort
 
 
 def walk_quality(bundle, case) -> dict:
@@ -52,9 +46,12 @@ def walk_quality(bundle, case) -> dict:
     if truth.shape != pred.shape:
         raise ValueError(f"{case.case_id}: prepared grids differ ({truth.shape} vs {pred.shape})")
     targets = [int(v) for v in np.unique(truth) if v and is_target(int(v))]
+    # joint[p, t]: voxels labelled p in the prediction and t in the truth (both uint8)
+    joint = np.bincount(pred.ravel().astype(np.int64) * 256 + truth.ravel(), minlength=256 * 256).reshape(256, 256)
+    pieces = [p for p in range(1, 256) if joint[p].any()]
     covered, offsets, off_spine, on_sacrum = set(), [], 0, 0
-    for label in (int(v) for v in np.unique(pred) if v):
-        counts = np.bincount(truth[pred == label], minlength=256)
+    for label in pieces:
+        counts = joint[label]
         majority = int(np.argmax(counts))
         if majority == 0 or counts[majority] < 0.5 * counts.sum():
             off_spine += 1
@@ -63,19 +60,16 @@ def walk_quality(bundle, case) -> dict:
         elif majority in targets:
             covered.add(majority)
             offsets.append(label - majority)
-    best = []
-    for t in targets:
-        inside = truth == t
-        labels, overlap = np.unique(pred[inside], return_counts=True)
-        scores = [2 * o / (inside.sum() + (pred == lab).sum()) for lab, o in zip(labels, overlap) if lab]
-        best.append(max(scores, default=0.0))
+    piece_size, truth_size = joint.sum(1), joint.sum(0)
+    best = [max((2 * joint[p, t] / (truth_size[t] + piece_size[p]) for p in pieces), default=0.0)
+            for t in targets]
     first = result.traversals[0].vertebrae[0] if result.traversals and result.traversals[0].vertebrae else None
     first_on_spine = False
     if first is not None:
         piece = result.traversals[0].instances == first.index + 1
         counts = np.bincount(truth[piece], minlength=256)
         first_on_spine = bool(any(counts[t] >= 0.5 * counts.sum() for t in targets))
-    n_pieces = len([v for v in np.unique(pred) if v])
+    n_pieces = len(pieces)
     return {"case_id": case.case_id, "n_true": len(targets), "n_pieces": n_pieces, "covered": len(covered),
             "off_spine": off_spine, "on_sacrum": on_sacrum,
             "pieces_per_covered": round((n_pieces - off_spine - on_sacrum) / len(covered), 3) if covered else None,
@@ -87,21 +81,16 @@ def walk_quality(bundle, case) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default="instance,instance-fix-combined,instance-fix-edge,instance-fix-completeness")
+    parser.add_argument("--rows", default=ALL_ROWS)
     parser.add_argument("--n", type=int, default=40, help="ctc_test scans")
     parser.add_argument("--scale", default="quick")
     parser.add_argument("--out", default=str(ROOT / "results" / "instance_walk_quality.csv"))
     args = parser.parse_args(argv)
     spacing = get_scale(args.scale).phantom_spacing_mm
-    records = []
-    for row in [r.strip() for r in args.rows.split(",") if r.strip()]:
-        bundle = load_bundle(ROOT / "results" / "runs" / row / "weights.pt")
-        for folder in cohort("ctc_test", spacing_mm=spacing, n=args.n, progress=False):
-            records.append({"row": row, **walk_quality(bundle, read_verse_case(folder))})
-    table = pd.DataFrame(records)
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False, float_format="%.4g")
-    write_text_atomic(args.out, buffer.getvalue())
+    records = [{"row": row, **walk_quality(bundle, read_verse_case(folder))}
+               for row, bundle in row_bundles(args.rows)
+               for folder in cohort("ctc_test", spacing_mm=spacing, n=args.n, progress=False)]
+    table = write_table(records, args.out)
     summary = table.groupby("row", sort=False).agg(
         scans=("case_id", "size"), walked=("n_pieces", lambda v: int((v > 0).sum())),
         first_on_spine=("first_on_spine", "sum"), true=("n_true", "sum"), covered=("covered", "sum"),
