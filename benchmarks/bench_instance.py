@@ -17,6 +17,7 @@ from pathlib import Path
 
 def instance_bundle(scale, weights: str | Path | None = None):
     """(bundle, source): the given or trained weights when present, else an untrained model of the scale."""
+    from vertebra.instance.run import FIRST_BOX
     from vertebra.instance.traversal import TraversalConfig
     from vertebra.instance.weights import DEFAULT_WEIGHTS, InstanceBundle, load_bundle
     from vertebra.models.instance_unet import InstanceUNet, InstanceUNetConfig
@@ -25,7 +26,8 @@ def instance_bundle(scale, weights: str | Path | None = None):
         if path and Path(path).is_file():
             return load_bundle(path), str(path)
     model = InstanceUNet(InstanceUNetConfig.for_scale(scale)).eval()
-    cfg = TraversalConfig(patch_voxels=scale.instance_patch, scan_stride_voxels=scale.instance_scan_stride)
+    cfg = TraversalConfig(patch_voxels=scale.instance_patch, scan_stride_voxels=scale.instance_scan_stride,
+                          first_box=FIRST_BOX)
     return InstanceBundle({"down": model}, scale.instance_spacing_mm, cfg), "untrained"
 
 

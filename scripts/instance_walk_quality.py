@@ -1,7 +1,7 @@
 """How good is the instance walk apart from its labels? Label-free measures on the test scans.
 
     python scripts/instance_walk_quality.py [--rows instance,instance-fix-edge] [--n 40]
-                                            [--out results/instance_walk_quality.csv]
+                                            [--first-box bone_mean] [--out results/instance_walk_quality.csv]
 
 Table 2 scores a labelled spine: a vertebra segmented well but numbered one level off counts as
 missed (Dice 0, L1 wrong). This script separates the two. For each row's trained weights
@@ -18,12 +18,16 @@ piece with the truth on the prepared (isotropic) grid:
   numbering is off, in levels;
 * ``first_on_spine``: whether the walk's first piece covers a vertebra.
 
+``--first-box`` replaces the rule each row's traversal was saved with (`TraversalConfig.first_box`: the
+paper's ``bone_mean`` or ``bone_peaks``), to see what the first box alone changes with the same weights.
+
 One row per (row, scan) goes to ``--out``; a summary per row is printed. Cohorts come from the cache
 (generated when missing).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 import numpy as np
@@ -33,6 +37,7 @@ from vertebra.experiments import get_scale
 from vertebra.instance.levels import is_target
 from vertebra.instance.pipeline import label_spine
 from vertebra.instance.scan import prepare_case
+from vertebra.instance.traversal import FIRST_BOX_RULES
 from vertebra.io import read_verse_case
 from vertebra.labels import SACRUM
 from vertebra.phantom import cohort
@@ -84,12 +89,18 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", default=ALL_ROWS)
     parser.add_argument("--n", type=int, default=40, help="ctc_test scans")
     parser.add_argument("--scale", default="quick")
+    parser.add_argument("--first-box", choices=FIRST_BOX_RULES, default=None,
+                        help="first-box rule for every row (default: the one each row was run with)")
     parser.add_argument("--out", default=str(ROOT / "results" / "instance_walk_quality.csv"))
     args = parser.parse_args(argv)
     spacing = get_scale(args.scale).phantom_spacing_mm
-    records = [{"row": row, **walk_quality(bundle, read_verse_case(folder))}
-               for row, bundle in row_bundles(args.rows)
-               for folder in cohort("ctc_test", spacing_mm=spacing, n=args.n, progress=False)]
+    records = []
+    for row, bundle in row_bundles(args.rows):
+        if args.first_box:
+            bundle.traversal = dataclasses.replace(bundle.traversal, first_box=args.first_box)
+        records += [{"row": row, "first_box": bundle.traversal.first_box,
+                     **walk_quality(bundle, read_verse_case(folder))}
+                    for folder in cohort("ctc_test", spacing_mm=spacing, n=args.n, progress=False)]
     table = write_table(records, args.out)
     summary = table.groupby("row", sort=False).agg(
         scans=("case_id", "size"), walked=("n_pieces", lambda v: int((v > 0).sum())),

@@ -218,3 +218,35 @@ def test_a_walk_that_turns_back_stops(toy):
     cfg = TraversalConfig(patch_voxels=32, scan_stride_voxels=16, min_bone_cm3=0.2)
     result = traverse(DriftsUp(), toy[2], cfg, "down")
     assert result.stop_reason == "behind" and len(result.vertebrae) == 1
+
+
+class SegmentsCompactBone(Oracle):
+    """Segments the bone thicker than one voxel in the box (a table plate is not a vertebra)."""
+
+    def forward(self, x):
+        img = x[0, 0].numpy()
+        compact = ndimage.binary_opening(img > 0.1, np.ones((3, 3, 3), bool))
+        seg = np.where(compact, 10.0, -10.0).astype(np.float32)
+        return {"segmentation": torch.from_numpy(seg)[None, None], "level": torch.tensor([20.0]),
+                "completeness": None}
+
+
+def test_first_box_goes_to_the_spine_not_to_the_table():
+    """Two thin table plates pull the paper's mean of bone off the spine; the densest bone is the spine."""
+    from vertebra.image import Geometry
+    from vertebra.instance.scan import PreparedScan
+    from vertebra.instance.traversal import Traversal
+
+    hu = np.full((40, 40, 40), 40, np.int16)
+    hu[:, 24:34, 15:25] = 300                                   # the spine: a column, 40 x 40 mm
+    hu[:, 3, :] = hu[:, 6, :] = 300                             # a two-plate table, 160 mm wide
+    scan = PreparedScan(hu, Geometry(spacing_mm=(4.0,) * 3))
+    spine_yx = np.array([28.5, 19.5])
+    paper = Traversal(SegmentsCompactBone(), scan, TraversalConfig(patch_voxels=32, first_box="bone_mean"))
+    peaks = Traversal(SegmentsCompactBone(), scan, TraversalConfig(patch_voxels=32, first_box="bone_peaks"))
+    assert np.linalg.norm(paper.first_box_centre()[1:] - spine_yx) > 5           # 20 mm in front
+    assert np.linalg.norm(peaks.bone_peaks()[0][1:] - spine_yx) < 1.5
+    start = peaks.first_box_centre()
+    assert np.linalg.norm(start[1:] - spine_yx) < 1.5 and peaks.passes == peaks.cfg.first_box_candidates
+    with pytest.raises(ValueError, match="first_box"):
+        TraversalConfig(first_box="middle")

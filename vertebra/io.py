@@ -277,11 +277,12 @@ def read_image(path: str | Path, *, kind: str = "ct", series_uid: str | None = N
     _check_header(header, path, checks)
     if path.name.lower().endswith(".gz"):
         _check_gzip_length(path, header)
-    fast = _read_nifti_gz_voxels(path, header) if path.name.lower().endswith(".nii.gz") else None
-    if fast is not None and header.geometry is not None:
-        g = header.geometry
+    if path.name.lower().endswith(".nii.gz") and header.geometry is not None:
+        g = header.geometry                  # checked before the voxels are decompressed
         geometry = _check_geometry(g.spacing_mm, g.origin_mm, g.direction, path, checks)
-        return Volume(_cast(fast, kind, path, checks, allowed_labels), geometry)
+        fast = _read_nifti_gz_voxels(path, header)
+        if fast is not None:
+            return Volume(_cast(fast, kind, path, checks, allowed_labels), geometry)
     try:
         if path.is_dir():
             reader = sitk.ImageSeriesReader()

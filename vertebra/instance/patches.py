@@ -152,7 +152,9 @@ class PatchSampler:
             raise ValueError("PatchSampler needs at least one labelled scan")
         self.scans, self.config, self.batch_size, self.seed = scans, config, batch_size, seed
         self.stats = [vertebra_stats(s) for s in scans]
-        self.bright_outside = [bright_outside_vertebrae(s, seed) for s in scans]
+        empty = np.zeros((0, 3))
+        self.bright_outside = [bright_outside_vertebrae(s, seed) if config.empty_on_bone_share > 0 else empty
+                               for s in scans]
         if not any(self.stats):
             raise ValueError("none of the scans contains a target vertebra")
         self.augment = Compose([RandomFlip(axes=("x", "y")), RandomElasticDeformation(),
@@ -179,7 +181,7 @@ class PatchSampler:
         target = None
         if u < cfg.empty_fraction:
             bright = self.bright_outside[i]
-            if len(bright) and rng.random() < cfg.empty_on_bone_share:
+            if rng.random() < cfg.empty_on_bone_share and len(bright):     # one draw either way
                 centre = bright[int(rng.integers(len(bright)))] + jitter
             else:
                 centre = rng.uniform(0, 1, 3) * (np.asarray(scan.shape) - 1)

@@ -3,7 +3,11 @@
 On a `PreparedScan` (z index increasing towards the head), in top-down mode:
 
 1. The first box is centred (in x, y) on the mean of the bone voxels (> ``bone_hu``) in the top two
-   slices, its top edge on the scan's top slice.
+   slices, its top edge on the scan's top slice (``first_box="bone_mean"``, the paper's rule). A flat
+   patient table under (or, prone, in front of) the body is "bone" to that rule and pulls the mean off
+   the spine; ``first_box="bone_peaks"`` instead finds the few densest spots of bone in the top slab
+   (a square window of about a vertebral body), lets the network segment each, and starts where it
+   found the most vertebra (one pass per candidate).
 2. If the network finds less than ``min_bone_cm3`` (1 cm³) of vertebra there, the box scans the scan
    from the top corner with a stride of ``scan_stride_voxels`` in x and y (paper: 64), then one stride
    lower (at most ``scan_levels`` grids), until it finds more than ``scan_bone_cm3`` of vertebra.
@@ -34,6 +38,9 @@ from .patches import crop
 from .scan import HU_MIN, PreparedScan, to_network
 
 
+FIRST_BOX_RULES = ("bone_mean", "bone_peaks")
+
+
 @dataclass(frozen=True)
 class TraversalConfig:
     """The traversal's constants; defaults are the paper's (1 mm, 128³, stride 64, 1 cm³, 2 mm, 5 passes)."""
@@ -52,6 +59,18 @@ class TraversalConfig:
     max_level: float = 24.0
     max_vertebrae: int = 25
     step_fraction: float = 0.75
+    #: where the first box goes: "bone_mean" (the paper: mean of the bone voxels in the first two slices)
+    #: or "bone_peaks" (the ``first_box_candidates`` densest spots of bone in the first
+    #: ``first_box_slab_mm``, densities over a ``first_box_window_mm`` square; the network looks at each
+    #: and the one where it segments the most vertebra wins)
+    first_box: str = "bone_mean"
+    first_box_candidates: int = 3
+    first_box_slab_mm: float = 10.0
+    first_box_window_mm: float = 40.0
+
+    def __post_init__(self):
+        if self.first_box not in FIRST_BOX_RULES:
+            raise ValueError(f"first_box must be one of {FIRST_BOX_RULES}, got {self.first_box!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,6 +173,36 @@ class Traversal:
         z = nz - half if self.sign < 0 else half - 1
         return np.array([z, *yx], float)
 
+    def bone_peaks(self) -> list[np.ndarray]:
+        """The ``first_box_candidates`` densest spots of bone (> ``bone_hu``) in the first slab, as box
+        centres (x, y at the spot; the box's edge on the scan's edge), densest first."""
+        nz, ny, nx = self.scan.shape
+        cfg, half = self.cfg, self.cfg.patch_voxels // 2
+        depth = max(1, int(round(cfg.first_box_slab_mm / self.scan.spacing_mm)))
+        slab = self.scan.image_hu[-depth:] if self.sign < 0 else self.scan.image_hu[:depth]
+        width = max(1, int(round(cfg.first_box_window_mm / self.scan.spacing_mm)))
+        density = ndimage.uniform_filter((slab > cfg.bone_hu).mean(0), size=width, mode="constant")
+        z = nz - half if self.sign < 0 else half - 1
+        out = []
+        for _ in range(cfg.first_box_candidates):
+            y, x = np.unravel_index(int(np.argmax(density)), density.shape)
+            if density[y, x] <= 0:
+                break
+            out.append(np.array([z, y, x], float))
+            density[max(0, y - width):y + width + 1, max(0, x - width):x + width + 1] = -1.0   # next spot apart
+        return out
+
+    def first_box_centre(self) -> np.ndarray:
+        """Step 1 by ``first_box``: the paper's mean of bone, or the bone peak the network likes best."""
+        if self.cfg.first_box == "bone_mean":
+            return self.first_centre()
+        best, best_voxels = None, -1
+        for centre in self.bone_peaks():
+            mask, corner, *_ = self.segment(centre)
+            if mask.sum() > best_voxels:
+                best, best_voxels = (self._centroid(mask, corner) if mask.any() else centre), int(mask.sum())
+        return self.first_centre() if best is None else best
+
     def scan_for_bone(self, z_start: float) -> np.ndarray | None:
         """Step 2: boxes on an x-y grid from the corner, moving along z, until enough bone is found."""
         nz, ny, nx = self.scan.shape
@@ -173,7 +222,7 @@ class Traversal:
     def run(self) -> TraversalResult:
         t0 = time.perf_counter()
         cfg, found, reason = self.cfg, [], "max_vertebrae"
-        centre = self.first_centre()
+        centre = self.first_box_centre()
         nz = self.scan.shape[0]
         while len(found) < cfg.max_vertebrae:
             before = self.passes
