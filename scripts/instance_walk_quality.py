@@ -16,7 +16,11 @@ piece with the truth on the prepared (isotropic) grid:
   (0 when no piece touches it), averaged over the scan's vertebrae;
 * ``label_offset``: the median of (label given - true label) over the covering pieces: how far the
   numbering is off, in levels;
-* ``first_on_spine``: whether the walk's first piece covers a vertebra.
+* ``first_on_spine``: whether the walk's first piece covers a vertebra;
+* ``level_mean``, ``level_sd``: mean and spread of the levels the network regressed for the pieces
+  (a level head that tells the vertebrae apart spreads them over the levels it walks past);
+* ``below_sacrum``: pieces whose centre lies below the top of the sacrum (the walk went on past the
+  lumbar spine).
 
 ``--first-box`` replaces the rule each row's traversal was saved with (`TraversalConfig.first_box`: the
 paper's ``bone_mean`` or ``bone_peaks``), to see what the first box alone changes with the same weights.
@@ -75,12 +79,21 @@ def walk_quality(bundle, case) -> dict:
         counts = np.bincount(truth[piece], minlength=256)
         first_on_spine = bool(any(counts[t] >= 0.5 * counts.sum() for t in targets))
     n_pieces = len(pieces)
+    regressed = [e["level_predicted"] for e in result.levels]
+    sacrum_z = np.nonzero(np.any(truth == SACRUM, axis=(1, 2)))[0]
+    below_sacrum = 0
+    if len(sacrum_z) and n_pieces:
+        centres_z = [np.argwhere(pred == p)[:, 0].mean() for p in pieces]
+        below_sacrum = int(sum(z < sacrum_z.max() for z in centres_z))     # z grows towards the head
     return {"case_id": case.case_id, "n_true": len(targets), "n_pieces": n_pieces, "covered": len(covered),
             "off_spine": off_spine, "on_sacrum": on_sacrum,
             "pieces_per_covered": round((n_pieces - off_spine - on_sacrum) / len(covered), 3) if covered else None,
             "best_dice": round(float(np.mean(best)), 4) if best else None,
             "label_offset": float(np.median(offsets)) if offsets else None,
             "first_on_spine": first_on_spine,
+            "level_mean": round(float(np.mean(regressed)), 2) if regressed else None,
+            "level_sd": round(float(np.std(regressed)), 2) if len(regressed) > 1 else None,
+            "below_sacrum": below_sacrum,
             "stop": "/".join(t.stop_reason for t in result.traversals)}
 
 
@@ -106,7 +119,8 @@ def main(argv=None) -> int:
         scans=("case_id", "size"), walked=("n_pieces", lambda v: int((v > 0).sum())),
         first_on_spine=("first_on_spine", "sum"), true=("n_true", "sum"), covered=("covered", "sum"),
         pieces=("n_pieces", "sum"), off_spine=("off_spine", "sum"), on_sacrum=("on_sacrum", "sum"),
-        best_dice=("best_dice", "mean"), label_offset_median=("label_offset", "median"))
+        below_sacrum=("below_sacrum", "sum"), best_dice=("best_dice", "mean"),
+        label_offset_median=("label_offset", "median"), level_sd_mean=("level_sd", "mean"))
     print(summary.round(3).to_string())
     print(f"wrote {args.out}")
     return 0

@@ -47,3 +47,5 @@ def test_walk_quality_counts_are_consistent(tmp_path, monkeypatch):
     assert r["n_true"] > 0 and 0 <= r["covered"] <= r["n_true"]
     assert r["off_spine"] + r["on_sacrum"] <= r["n_pieces"]
     assert 0.0 <= r["best_dice"] <= 1.0
+    assert 0 <= r["below_sacrum"] <= r["n_pieces"]
+    assert (r["level_sd"] is None) == (r["n_pieces"] < 2) and (r["level_mean"] is None) == (r["n_pieces"] == 0)
