@@ -40,7 +40,10 @@ results_dir = "results"
 #   cubes have nothing left to segment, so the network learns when to stop;
 # * **traversal**: the first cube is placed on the bone at the top of the scan, then re-centred on what
 #   the network segmented until it settles (less than 2 mm of movement, at most five passes); it may
-#   only move down the spine, never back up;
+#   only move down the spine, never back up. The paper centres the first cube on the mean of all bone
+#   in the top two slices; here the patient table is most of that "bone", so every row starts instead
+#   at the densest spot of bone the network segments most (`TraversalConfig.first_box`, see the book's
+#   instance chapter for what each rule gives);
 # * **ordering**: each vertebra's regressed level is a noisy number; Eq. 2 of the paper turns the list of
 #   levels into the most likely run of consecutive labels.
 #

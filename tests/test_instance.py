@@ -250,3 +250,24 @@ def test_first_box_goes_to_the_spine_not_to_the_table():
     assert np.linalg.norm(start[1:] - spine_yx) < 1.5 and peaks.passes == peaks.cfg.first_box_candidates
     with pytest.raises(ValueError, match="first_box"):
         TraversalConfig(first_box="middle")
+
+
+def test_more_pieces_than_a_spine_holds_keep_the_25_largest():
+    """Two merged walks that ran past the spine can bring more than 25 pieces; the smallest leave the mask."""
+    from vertebra.image import Geometry
+    from vertebra.instance.pipeline import _relabel
+    from vertebra.instance.scan import PreparedScan
+
+    instances = np.zeros((27 * 4, 8, 8), np.int16)
+    for i in range(27):                                        # piece i + 1, from the top down; 3 and 10 small
+        z = instances.shape[0] - 4 * (i + 1)
+        instances[z:z + 3, 2:6, 2:6] = i + 1
+        if i + 1 in (3, 10):
+            instances[z:z + 3, 2:6, 2:6] = 0
+            instances[z, 3, 3] = i + 1
+    scan = PreparedScan(np.zeros(instances.shape, np.int16), Geometry(spacing_mm=(2.0,) * 3))
+    evidence = [{"levels": [12.0], "completeness": [None]} for _ in range(27)]
+    labels, entries, ordering = _relabel(instances, evidence, scan)
+    assert len(entries) == 25 and len(ordering.labels) == 25
+    assert not labels[instances == 3].any() and not labels[instances == 10].any()
+    assert (labels[instances == 1] == ordering.labels[0]).all() and len(set(ordering.labels)) == 25

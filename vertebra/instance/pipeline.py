@@ -6,7 +6,9 @@ of instances are merged: a bottom-up vertebra that overlaps a top-down one (Dice
 same vertebra and their levels are averaged; one that barely overlaps anything (< ``new_overlap`` of its
 voxels) is added — typically the vertebrae at the far end of the other traversal. The instances are then
 sorted top to bottom and labelled by `ordering.most_likely_ordering`; a vertebra that the completeness head
-(fix (c)) calls partial keeps its mask but does not vote on the ordering.
+(fix (c)) calls partial keeps its mask but does not vote on the ordering. A spine holds at most 25
+vertebrae (C1..L6): when the walks found more pieces (two walks that ran past the spine), only the 25
+largest are labelled and the rest leave the mask.
 
 The labelled mask comes back on the input scan's grid (nearest neighbour, world space), with, per
 vertebra, its label, name, centroid (world mm, x y z), craniocaudal range (world z, mm) and the L1
@@ -22,6 +24,7 @@ from scipy import ndimage
 
 from ..image import Volume
 from ..labels import L1, name
+from .levels import MAX_LEVEL
 from .ordering import Ordering, most_likely_ordering
 from .scan import PreparedScan, back_to_input, prepare_scan
 from .traversal import TraversalResult, traverse
@@ -85,6 +88,9 @@ def _relabel(instances: np.ndarray, evidence: list[dict], prepared: PreparedScan
     present = [i for i in ids if np.any(instances == i)] if ids else []
     centroids = dict(zip(present, ndimage.center_of_mass(np.ones_like(instances), instances, present))) \
         if present else {}
+    if len(present) > MAX_LEVEL:        # a spine holds at most 25 vertebrae (C1..L6): keep the largest pieces
+        size = np.bincount(instances.ravel(), minlength=max(ids) + 1)
+        present = sorted(sorted(present, key=lambda i: -size[i])[:MAX_LEVEL])
     top_first = sorted(present, key=lambda i: -centroids[i][0])
     levels = [float(np.mean(evidence[i - 1]["levels"])) for i in top_first]
     comp = [[c for c in evidence[i - 1]["completeness"] if c is not None] for i in top_first]
