@@ -15,6 +15,7 @@ from vertebra.instance.weights import InstanceBundle, load_bundle
 from vertebra.results import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the rows whose walks differ (fix (d)'s rows walk as "instance" and "instance-fix-edge" do)
 ALL_ROWS = "instance,instance-fix-combined,instance-fix-edge,instance-fix-completeness"
 
 

@@ -44,11 +44,13 @@ def test_run_row_writes_every_result_file(tmp_path, monkeypatch):
     cases = write_toy_cases(tmp_path / "cases", 4, np.random.default_rng(0))
     out = tmp_path / "run"
     metrics = run_row({"scale": "smoke", "iterations": 2, "run_id": "instance", "fix_completeness_head": True,
-                       "fix_edge_patches": True}, out, train_cases=cases[:3], test_cases=cases[3:],
-                      table2_path=tmp_path / "table2.csv")
+                       "fix_edge_patches": True, "fix_context_levels": True}, out, train_cases=cases[:3],
+                      test_cases=cases[3:], table2_path=tmp_path / "table2.csv")
     for name in ("params.json", "metrics.json", "per_case.csv", "train_log.csv", "provenance.json", "weights.pt"):
         assert (out / name).is_file(), name
     assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["n_test"] == 1 == metrics["n_test"]
+    assert metrics["context_level_mae_val"] >= 0                  # fix (d) trained and scored its network
+    assert json.loads((out / "params.json").read_text(encoding="utf-8"))["context"]["spacing_mm"] == 8.0
     rows = list(csv.DictReader(open(tmp_path / "table2.csv")))
     assert rows[0]["run_id"] == "instance" and rows[0]["scale"] == "smoke" and rows[0]["method"] == "Instance"
 

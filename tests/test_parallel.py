@@ -87,7 +87,8 @@ def test_the_cache_follows_the_environment(tmp_path, monkeypatch):
 def test_packaged_weights_follow_their_rows(tmp_path, monkeypatch):
     ws = Workspace(tmp_path, tmp_path / "results", tmp_path / "executed", tmp_path / "records", tmp_path)
     monkeypatch.setattr(reproduce, "PACKAGE_DIR", tmp_path / "pkg")
-    run = ws.results_dir / "runs" / "instance"
+    (row,) = [r for r, name in reproduce.PACKAGED_WEIGHT_ROWS.items() if name == "instance_quick.pt"]
+    run = ws.results_dir / "runs" / row
     run.mkdir(parents=True)
     (run / "weights.pt").write_bytes(b"new weights")
     assert reproduce.publish_weights(ws) == [tmp_path / "pkg" / "weights" / "instance_quick.pt"]

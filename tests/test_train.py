@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vertebra.train import TrainConfig, read_log_csv, step_seed, train
+from dataclasses import replace
+
+from vertebra.train import TrainConfig, learning_rate_at, read_log_csv, step_seed, train
 
 
 class TinyNet(torch.nn.Module):
@@ -44,15 +46,17 @@ CONFIG = TrainConfig(iterations=7, batch_size=2, learning_rate=1e-2, seed=3, che
                      validate_every=3)
 
 
-def test_stop_and_resume_is_bit_identical(tmp_path):
+@pytest.mark.parametrize("final_lr_fraction", [1.0, 0.05])
+def test_stop_and_resume_is_bit_identical(tmp_path, final_lr_fraction):
+    config = replace(CONFIG, final_lr_fraction=final_lr_fraction)
     whole = make_model()
-    train(whole, sample_batch, loss_fn, CONFIG, tmp_path / "whole", validate=validate)
+    train(whole, sample_batch, loss_fn, config, tmp_path / "whole", validate=validate)
 
     parts = make_model()
-    first = train(parts, sample_batch, loss_fn, CONFIG, tmp_path / "parts", validate=validate, stop_after=3)
+    first = train(parts, sample_batch, loss_fn, config, tmp_path / "parts", validate=validate, stop_after=3)
     assert first.steps_done == 3
     resumed = make_model()  # a fresh process: weights come from the checkpoint only
-    second = train(resumed, sample_batch, loss_fn, CONFIG, tmp_path / "parts", validate=validate)
+    second = train(resumed, sample_batch, loss_fn, config, tmp_path / "parts", validate=validate)
     assert second.resumed_from_step == 3 and second.steps_done == 7
     for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
@@ -95,6 +99,27 @@ def test_finished_run_is_not_retrained(tmp_path):
     assert again.resumed_from_step == 7 and again.steps_done == 7
 
 
+def test_learning_rate_falls_linearly_to_the_final_fraction():
+    config = replace(CONFIG, iterations=11, final_lr_fraction=0.1)
+    rates = [learning_rate_at(config, s) for s in range(11)]
+    assert rates[0] == pytest.approx(1e-2) and rates[-1] == pytest.approx(1e-3)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert learning_rate_at(CONFIG, 5) == CONFIG.learning_rate          # default: constant
+
+
+def test_decay_changes_training_and_constant_matches_the_default(tmp_path):
+    runs = {}
+    for name, fraction in (("default", None), ("constant", 1.0), ("decay", 0.05)):
+        model = make_model()
+        config = CONFIG if fraction is None else replace(CONFIG, final_lr_fraction=fraction)
+        train(model, sample_batch, loss_fn, config, tmp_path / name)
+        runs[name] = model.state_dict()
+    assert all(torch.equal(runs["default"][k], runs["constant"][k]) for k in runs["default"])
+    assert not all(torch.equal(runs["default"][k], runs["decay"][k]) for k in runs["default"])
+
+
 def test_config_rejects_nonsense():
+    with pytest.raises(ValueError):
+        TrainConfig(iterations=1, batch_size=1, final_lr_fraction=0.0)
     with pytest.raises(ValueError):
         TrainConfig(iterations=-1, batch_size=1)

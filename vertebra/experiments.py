@@ -40,6 +40,12 @@ class Scale:
     #: 1,500 steps and lambda_n = 1 an empty mask was the cheapest answer where the memory is empty, and
     #: the walk never started; with 0.3 and the edge patches of fix (b) it did (trials on 12 test scans)
     instance_lambda_end: float = 1.0
+    #: fix (d), beyond the paper: the context network that reads each vertebra's level from a wide view
+    #: (`vertebra.instance.context`); voxel size (mm), steps and batch. The paper has no such network;
+    #: the paper preset trains it ten times longer than quick
+    context_spacing_mm: float = 4.0
+    context_iterations: int = 10_000
+    context_batch: int = 16
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,13 +60,15 @@ SCALES: dict[str, Scale] = {
         direct_shape_zyx=(48, 32, 32), direct_features=4, direct_iterations=6, direct_batch=2,
         direct_dropout=0.0,
         instance_spacing_mm=4.0, instance_patch=32, instance_features=4, instance_iterations=6,
-        instance_batch=2, instance_scan_stride=16, instance_lambda_end=0.3),
+        instance_batch=2, instance_scan_stride=16, instance_lambda_end=0.3,
+        context_spacing_mm=8.0, context_iterations=4, context_batch=2),
     "quick": Scale(
         name="quick", phantom_spacing_mm=2.0, cohort_sizes=dict(_PAPER_COHORTS),
         direct_shape_zyx=(64, 48, 48), direct_features=8, direct_iterations=500, direct_batch=2,
         direct_dropout=0.0,
         instance_spacing_mm=2.0, instance_patch=48, instance_features=8, instance_iterations=1500,
-        instance_batch=2, instance_scan_stride=24, instance_lambda_end=0.3),
+        instance_batch=2, instance_scan_stride=24, instance_lambda_end=0.3,
+        context_iterations=1500),
     "paper": Scale(
         name="paper", phantom_spacing_mm=1.0, cohort_sizes=dict(_PAPER_COHORTS)),
 }
@@ -126,7 +134,7 @@ DIRECT_ROWS: tuple[Row, ...] = (
 
 def _instance(run_id: str, paper: dict | None = None, **fixes) -> Row:
     params = {"mode": "top-down", "empty_fraction": 0.3, "fix_combine_directions": False,
-              "fix_edge_patches": False, "fix_completeness_head": False, **fixes}
+              "fix_edge_patches": False, "fix_completeness_head": False, "fix_context_levels": False, **fixes}
     return Row(run_id=run_id, notebook="04_instance", method="Instance", classes="1 generic class",
                params=params, paper=paper)
 
@@ -137,6 +145,10 @@ INSTANCE_ROWS: tuple[Row, ...] = (
     _instance("instance-fix-combined", fix_combine_directions=True),
     _instance("instance-fix-edge", fix_edge_patches=True),
     _instance("instance-fix-completeness", fix_completeness_head=True),
+    # fix (d), beyond the paper: levels from a wide view (`vertebra.instance.context`), on the paper's
+    # walk and on fix (b)'s walk (the one that found the most vertebrae); both reuse those rows' networks
+    _instance("instance-fix-context", fix_context_levels=True),
+    _instance("instance-fix-edge-context", fix_edge_patches=True, fix_context_levels=True),
 )
 
 ROWS: tuple[Row, ...] = DIRECT_ROWS + INSTANCE_ROWS

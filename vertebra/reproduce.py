@@ -283,8 +283,10 @@ def l1_accuracy(ws: Workspace, run_id: str | None, scale: str) -> float | None:
     return None
 
 
-#: rows whose weights ship inside the package (what `find-l1` and `label-spine` use without --weights)
-PACKAGED_WEIGHT_ROWS = {"unet-l1-hand-22": "direct_l1_quick.pt", "instance": "instance_quick.pt"}
+#: rows whose weights ship inside the package (what `find-l1` and `label-spine` use without --weights):
+#: for `label-spine` the fix (b) walk with fix (d)'s levels, the instance row that labels best (the
+#: paper's own row numbers no test spine right at the quick scale)
+PACKAGED_WEIGHT_ROWS = {"unet-l1-hand-22": "direct_l1_quick.pt", "instance-fix-edge-context": "instance_quick.pt"}
 
 
 def publish_weights(ws: Workspace) -> list[Path]:

@@ -43,6 +43,9 @@ class TrainConfig:
     iterations: int
     batch_size: int
     learning_rate: float = 1e-4
+    #: the learning rate falls linearly from ``learning_rate`` at the first step to this fraction of it
+    #: at the last (1.0: constant, as the paper's runs); a function of the step, so resume stays exact
+    final_lr_fraction: float = 1.0
     seed: int = 0
     checkpoint_every: int = 50
     validate_every: int = 100
@@ -55,6 +58,8 @@ class TrainConfig:
         if self.iterations < 0 or self.batch_size < 1:
             raise ValueError(f"iterations must be >= 0 and batch_size >= 1, got {self.iterations}, "
                              f"{self.batch_size}")
+        if not 0 < self.final_lr_fraction <= 1:
+            raise ValueError(f"final_lr_fraction must lie in (0, 1], got {self.final_lr_fraction}")
         if self.checkpoint_every < 1 or self.validate_every < 1:
             raise ValueError("checkpoint_every and validate_every must be >= 1")
 
@@ -89,6 +94,13 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def learning_rate_at(config: TrainConfig, step: int) -> float:
+    """The learning rate of step ``step`` (0-based): linear from ``learning_rate`` to
+    ``final_lr_fraction`` of it at the last step."""
+    progress = step / max(config.iterations - 1, 1)
+    return config.learning_rate * (1.0 - (1.0 - config.final_lr_fraction) * progress)
 
 
 def train(model: torch.nn.Module,
@@ -153,6 +165,9 @@ def train(model: torch.nn.Module,
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at step {step}")
             loss.backward()
+            if config.final_lr_fraction != 1.0:
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate_at(config, step)
             optimizer.step()
 
             row = {"step": step + 1, "loss": float(loss.detach()), **{k: float(v) for k, v in terms.items()}}

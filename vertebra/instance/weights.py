@@ -2,8 +2,9 @@
 
 A bundle holds one model per traversal direction it was trained for: ``{"down": ...}`` for a top-down
 model, ``{"up": ...}`` for bottom-up, both for fix (a) (a top-down and a bottom-up model combined) or
-for a bidirectional model used both ways. Weights are stored as float16 (the quick model is ~1.4 M
-parameters, 2.8 MB) and restored as float32.
+for a bidirectional model used both ways; with fix (d) it also holds the context network
+(`vertebra.instance.context`) and its view. Weights are stored as float16 (the quick instance model is
+~1.4 M parameters, 2.8 MB; the context network ~0.5 M) and restored as float32.
 """
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from ..models.context_net import ContextNet, ContextNetConfig
 from ..models.instance_unet import InstanceUNet, InstanceUNetConfig
+from .context import ContextConfig, ContextModel
 from .traversal import TraversalConfig
 
-#: the default weights of `vertebra label-spine`, trained on the quick row "instance"
+#: the default weights of `vertebra label-spine`: the quick row "instance-fix-edge-context" (fix (b)'s
+#: walk, fix (d)'s levels; `vertebra.reproduce.PACKAGED_WEIGHT_ROWS`)
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "instance_quick.pt"
 
 FORMAT = "vertebra-instance-1"
@@ -31,6 +35,9 @@ class InstanceBundle:
     traversal: TraversalConfig
     #: the training row's parameters (mode, fixes, scale, seed, run_id), kept for provenance
     params: dict = field(default_factory=dict)
+    #: fix (d): the network that reads each found vertebra's level from a wide view (None: the paper's
+    #: levels, from the instance U-Net's own head)
+    context: ContextModel | None = None
 
     def __post_init__(self):
         if not self.models or set(self.models) - {"down", "up"}:
@@ -42,9 +49,11 @@ class InstanceBundle:
         state = {"format": FORMAT, "spacing_mm": self.spacing_mm, "traversal": asdict(self.traversal),
                  "params": self.params,
                  "models": {d: {"config": m.config.to_dict(),
-                                "state_dict": {k: v.detach().cpu().half() if v.is_floating_point() else v.cpu()
-                                               for k, v in m.state_dict().items()}}
+                                "state_dict": _half(m.state_dict())}
                             for d, m in self.models.items()}}
+        if self.context is not None:
+            state["context"] = {"config": self.context.config.to_dict(), "net": self.context.net.config.to_dict(),
+                                "state_dict": _half(self.context.net.state_dict())}
         buffer = io.BytesIO()
         torch.save(state, buffer)
         return write_bytes_atomic(path, buffer.getvalue())
@@ -65,7 +74,22 @@ def load_bundle(path: str | Path | None = None, device: str = "cpu") -> Instance
     for direction, entry in state["models"].items():
         # bundles written before the level head had a scale used none (scale 1)
         model = InstanceUNet(InstanceUNetConfig(**{"level_scale": 1.0, **entry["config"]}))
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in entry["state_dict"].items()})
+        model.load_state_dict(_float(entry["state_dict"]))
         models[direction] = model.to(device).eval()
+    context = None
+    if state.get("context") is not None:
+        entry = state["context"]
+        config = ContextConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry["config"].items()})
+        net = ContextNet(ContextNetConfig(**entry["net"]), config.box_zyx)
+        net.load_state_dict(_float(entry["state_dict"]))
+        context = ContextModel(net.to(device).eval(), config)
     return InstanceBundle(models, float(state["spacing_mm"]), TraversalConfig(**state["traversal"]),
-                          dict(state.get("params", {})))
+                          dict(state.get("params", {})), context)
+
+
+def _half(state_dict: dict) -> dict:
+    return {k: v.detach().cpu().half() if v.is_floating_point() else v.cpu() for k, v in state_dict.items()}
+
+
+def _float(state_dict: dict) -> dict:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
