@@ -94,3 +94,28 @@ def test_packaged_weights_follow_their_rows(tmp_path, monkeypatch):
     assert reproduce.publish_weights(ws) == [tmp_path / "pkg" / "weights" / "instance_quick.pt"]
     assert (tmp_path / "pkg" / "weights" / "instance_quick.pt").read_bytes() == b"new weights"
     assert reproduce.publish_weights(ws) == []                    # unchanged: nothing copied
+
+
+def test_file_lock_lets_one_holder_in_at_a_time(tmp_path):
+    import threading
+    import time
+    from vertebra.cache import file_lock
+    order, inside = [], threading.Event()
+
+    def first():
+        with file_lock(tmp_path / "entry" / ".lock"):
+            inside.set()
+            time.sleep(0.2)
+            order.append("first done")
+
+    def second():
+        inside.wait()
+        with file_lock(tmp_path / "entry" / ".lock"):
+            order.append("second in")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert order == ["first done", "second in"]
