@@ -37,8 +37,7 @@ from scipy import ndimage
 
 from ..image import Volume
 from ..models.context_net import ContextNet
-from .levels import levels_of
-from .patches import bright_outside_vertebrae
+from .patches import bright_outside_vertebrae, crop
 from .scan import HU_MAX, HU_MIN, PreparedScan, prepare_scan, to_network
 
 
@@ -77,14 +76,7 @@ class ContextConfig:
 def context_box(scan: PreparedScan, centre_zyx, box_zyx) -> np.ndarray:
     """The (1, Z, Y, X) network input of the box centred on voxel ``centre_zyx`` of ``scan`` (outside
     the scan: −100 HU, the window's floor)."""
-    box = np.asarray(box_zyx)
-    lo = np.round(np.asarray(centre_zyx, float)).astype(int) - box // 2
-    out = np.full(tuple(box), HU_MIN, np.int16)
-    src_lo, src_hi = np.maximum(lo, 0), np.minimum(lo + box, scan.shape)
-    if np.all(src_hi > src_lo):
-        out[tuple(slice(a - o, b - o) for a, b, o in zip(src_lo, src_hi, lo))] = \
-            scan.image_hu[tuple(slice(a, b) for a, b in zip(src_lo, src_hi))]
-    return to_network(out)[None]
+    return to_network(crop(scan.image_hu, centre_zyx, box_zyx, HU_MIN)[0])[None]
 
 
 class ContextSampler:
@@ -181,7 +173,7 @@ def level_errors(model: ContextModel, scans: list[PreparedScan]) -> np.ndarray:
     """|context level − true level| at the centroid of every target vertebra of ``scans`` (context grid)."""
     errors = []
     for scan in scans:
-        levels = levels_of([int(v) for v in np.unique(scan.labels) if v])
+        levels = scan.target_levels()
         if not levels:
             continue
         labels = list(levels)

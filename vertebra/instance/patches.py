@@ -87,16 +87,20 @@ class PatchConfig:
         return asdict(self)
 
 
-def crop(array: np.ndarray, centre_zyx, size: int, fill) -> tuple[np.ndarray, np.ndarray]:
-    """The ``size``³ cube of ``array`` centred at ``centre_zyx`` (voxels), filled outside; and its corner.
+def crop(array: np.ndarray, centre_zyx, size, fill) -> tuple[np.ndarray, np.ndarray]:
+    """The box of ``array`` centred at ``centre_zyx`` (voxels), filled outside; and its corner. ``size``:
+    the edge of a cube, or the (z, y, x) edges of a box.
 
     >>> a = np.arange(27).reshape(3, 3, 3)
     >>> p, corner = crop(a, (0, 0, 0), 2, -1)
     >>> corner.tolist(), int(p[1, 1, 1]), int(p[0, 0, 0])
     ([-1, -1, -1], 0, -1)
+    >>> crop(a, (1, 1, 1), (3, 1, 1), -1)[0].ravel().tolist()
+    [4, 13, 22]
     """
+    size = np.broadcast_to(np.asarray(size, int), (3,))
     corner = np.round(np.asarray(centre_zyx, float)).astype(int) - size // 2
-    out = np.full((size,) * 3, fill, dtype=array.dtype)
+    out = np.full(tuple(size), fill, dtype=array.dtype)
     src_lo = np.maximum(corner, 0)
     src_hi = np.minimum(corner + size, array.shape)
     if np.all(src_hi > src_lo):

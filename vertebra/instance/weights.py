@@ -4,7 +4,7 @@ A bundle holds one model per traversal direction it was trained for: ``{"down": 
 model, ``{"up": ...}`` for bottom-up, both for fix (a) (a top-down and a bottom-up model combined) or
 for a bidirectional model used both ways; with fix (d) it also holds the context network
 (`vertebra.instance.context`) and its view. Weights are stored as float16 (the quick instance model is
-~1.4 M parameters, 2.8 MB; the context network ~0.5 M) and restored as float32.
+~1.4 M parameters, 2.8 MB; the context network 0.14 M) and restored as float32.
 """
 from __future__ import annotations
 
