@@ -29,6 +29,24 @@ def per_vertebra_dice(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([dice(pred == lab, truth == lab) for lab in labels]))
 
 
+def best_match_dice(instances: np.ndarray, truth: np.ndarray) -> float:
+    """Label-free walk quality: each target vertebra of ``truth`` scored by its Dice with the piece of
+    ``instances`` (0 = background, any positive id) that matches it best, whatever that piece's label;
+    0 for a vertebra no piece touches; the mean over the vertebrae (NaN when ``truth`` has none)."""
+    labels = [int(v) for v in np.unique(truth) if v and is_target(int(v))]
+    if not labels:
+        return math.nan
+    n_pieces = int(instances.max()) + 1
+    pair = np.bincount(truth.astype(np.int64).ravel() * n_pieces + instances.astype(np.int64).ravel(),
+                       minlength=256 * n_pieces).reshape(256, n_pieces)
+    piece_sizes = pair.sum(0)
+    scores = []
+    for lab in labels:
+        overlap = pair[lab, 1:]
+        scores.append(float((2 * overlap / (pair[lab].sum() + piece_sizes[1:])).max(initial=0.0)))
+    return float(np.mean(scores))
+
+
 def evaluate_case(bundle: InstanceBundle, case) -> dict:
     """Label one `vertebra.io.VerseCase` and score it against its truth (see module docstring)."""
     result = label_spine(bundle, case.image)
