@@ -271,3 +271,30 @@ def test_more_pieces_than_a_spine_holds_keep_the_25_largest():
     assert len(entries) == 25 and len(ordering.labels) == 25
     assert not labels[instances == 3].any() and not labels[instances == 10].any()
     assert (labels[instances == 1] == ordering.labels[0]).all() and len(set(ordering.labels)) == 25
+
+
+def test_best_match_dice_ignores_the_labels_and_scores_missed_vertebrae_zero():
+    from vertebra.instance.evaluation import best_match_dice
+    truth = np.zeros((12, 4, 4), np.uint8)
+    truth[0:4], truth[4:8], truth[8:12] = 20, 21, 26          # L1, L2 and the sacrum (not a target)
+    pieces = np.zeros_like(truth, dtype=np.int16)
+    pieces[0:4] = 7                                            # L1 exactly, under an arbitrary id
+    pieces[4:6] = 3                                            # half of L2
+    assert best_match_dice(pieces, truth) == pytest.approx((1.0 + 2 * 32 / (64 + 32)) / 2)
+    pieces[4:8] = 0                                            # L2 missed: scores 0
+    assert best_match_dice(pieces, truth) == pytest.approx(0.5)
+    assert np.isnan(best_match_dice(pieces, np.zeros_like(truth)))
+
+
+def test_walk_dice_of_an_oracle_is_near_one_and_of_a_blind_net_zero(toy):
+    from vertebra.instance.run import walk_dice
+    cfg = TraversalConfig(patch_voxels=32, scan_stride_voxels=16, min_bone_cm3=0.5)
+    assert walk_dice({"down": Oracle("down")}, [toy[2]], cfg) > 0.95
+    assert walk_dice({"down": Oracle("down"), "up": Oracle("up")}, [toy[2]], cfg) > 0.95
+
+    class Blind(Oracle):
+        def forward(self, x):
+            out = super().forward(x)
+            return {**out, "segmentation": torch.full_like(out["segmentation"], -10.0)}
+
+    assert walk_dice({"down": Blind()}, [toy[2]], cfg) == 0.0
