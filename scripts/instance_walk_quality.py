@@ -39,6 +39,7 @@ from scipy import ndimage
 
 from instance_rows import ALL_ROWS, ROOT, row_bundles, write_table
 from vertebra.experiments import get_scale
+from vertebra.instance.evaluation import best_match_dice
 from vertebra.instance.levels import is_target
 from vertebra.instance.pipeline import label_spine
 from vertebra.instance.scan import prepare_case
@@ -70,9 +71,7 @@ def walk_quality(bundle, case) -> dict:
         elif majority in targets:
             covered.add(majority)
             offsets.append(label - majority)
-    piece_size, truth_size = joint.sum(1), joint.sum(0)
-    best = [max((2 * joint[p, t] / (truth_size[t] + piece_size[p]) for p in pieces), default=0.0)
-            for t in targets]
+    best = best_match_dice(pred, truth)
     first = result.traversals[0].vertebrae[0] if result.traversals and result.traversals[0].vertebrae else None
     first_on_spine = False
     if first is not None:
@@ -89,7 +88,7 @@ def walk_quality(bundle, case) -> dict:
     return {"case_id": case.case_id, "n_true": len(targets), "n_pieces": n_pieces, "covered": len(covered),
             "off_spine": off_spine, "on_sacrum": on_sacrum,
             "pieces_per_covered": round((n_pieces - off_spine - on_sacrum) / len(covered), 3) if covered else None,
-            "best_dice": round(float(np.mean(best)), 4) if best else None,
+            "best_dice": None if np.isnan(best) else round(best, 4),
             "label_offset": float(np.median(offsets)) if offsets else None,
             "first_on_spine": first_on_spine,
             "level_mean": round(float(np.mean(regressed)), 2) if regressed else None,
