@@ -86,24 +86,26 @@ def _direct_stages(ct_file: Path, model, meta, folder: Path) -> dict:
     goes: the same library calls as `whole_scan_direct`, with a clock between them."""
     from vertebra.direct import find_l1_on_grid, l1_bmd_hu, network_input
     from vertebra.direct_training import predict_probabilities
-    from vertebra.io import from_canonical, read_scan, to_canonical, write_image
+    from vertebra.image import Volume
+    from vertebra.io import canonical_view, read_scan, to_canonical, write_image
     from vertebra.preprocess import mask_from_shape
 
     t0 = time.perf_counter()
     scan = read_scan(ct_file)
     t1 = time.perf_counter()
-    canonical, how = to_canonical(scan)
+    canonical, how = to_canonical(scan, contiguous=False)
     image, geometry = network_input(canonical, meta["shape_zyx"])
     t2 = time.perf_counter()
     probs = predict_probabilities(model, image)
     t3 = time.perf_counter()
     finding = find_l1_on_grid(probs, geometry)
     t4 = time.perf_counter()
-    mask = mask_from_shape(finding.mask, canonical.array.shape)
+    mask = np.zeros(scan.array.shape, bool)
+    mask_canonical = mask_from_shape(finding.mask, canonical.array.shape, out=canonical_view(mask, how))
     t5 = time.perf_counter()
-    l1_bmd_hu(canonical, mask)
+    l1_bmd_hu(canonical, mask_canonical)
     t6 = time.perf_counter()
-    write_image(from_canonical(mask.view(np.uint8), how), folder / "stage_mask.nii.gz")
+    write_image(Volume(mask.view(np.uint8), how.source), folder / "stage_mask.nii.gz")
     t7 = time.perf_counter()
     return {"read_s": t1 - t0, "resample_s": t2 - t1, "network_s": t3 - t2, "largest_component_s": t4 - t3,
             "map_back_s": t5 - t4, "bmd_s": t6 - t5, "write_s": t7 - t6}

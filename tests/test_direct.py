@@ -211,3 +211,15 @@ def test_smoke_scale_row_on_the_phantom(tmp_path):
     assert params["effective"]["n_train"] == 5 and params["effective"]["n_val"] == 1  # clamped to the cohort
     assert metrics["n_test"] == 4
     assert time.time() - started < 180
+
+
+def test_l1_voxels_are_argmax_1_ties_and_nan_included():
+    """`find_l1_on_grid` compares the two classes instead of an argmax, with argmax's rules (the first of
+    equal values wins, NaN counts as the largest); three classes still go through argmax."""
+    from vertebra.direct import _is_argmax_1
+    rng = np.random.default_rng(0)
+    for classes in (2, 3):
+        probs = rng.choice([0.0, 0.25, 0.5, 1.0, np.nan], size=(classes, 6, 7, 8))
+        np.testing.assert_array_equal(_is_argmax_1(probs), probs.argmax(0) == 1)
+    probs = rng.random((2, 16, 12, 12)).astype(np.float32)
+    np.testing.assert_array_equal(_is_argmax_1(probs), probs.argmax(0) == 1)

@@ -107,3 +107,28 @@ def test_find_l1_agrees_with_the_simpleitk_route():
     a, b = mask.array.astype(bool), expected
     assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.98
     assert mask.array.dtype == np.uint8 and mask.geometry == volume.geometry
+
+
+def test_bounding_box_of_views_and_mask_into_a_view():
+    """`bounding_box` reduces in memory order (transposed and flipped views included) and gives the
+    box a per-axis `any` gives; `mask_from_shape(out=...)` fills a view as it fills a new array."""
+    import itertools
+    rng = np.random.default_rng(4)
+    for _ in range(40):
+        mask = np.zeros(tuple(int(n) for n in rng.integers(1, 9, 3)), bool)
+        mask[tuple(rng.integers(0, n, 3) for n in mask.shape)] = True
+        for perm in itertools.permutations(range(3)):
+            for flips in ((), (0,), (1, 2), (0, 1, 2)):
+                view = np.flip(mask.transpose(perm), flips)
+                expected = tuple(slice(int(h[0]), int(h[-1]) + 1) for h in (
+                    np.flatnonzero(view.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)))
+                assert pp.bounding_box(view) == expected
+    grid = np.zeros((8, 6, 6), bool)
+    grid[2:5, 1:4, 2:5] = True
+    base = np.zeros((20, 15, 17), bool)
+    view = np.flip(base.transpose(0, 2, 1), (1, 2))
+    out = pp.mask_from_shape(grid, view.shape, out=view)
+    assert out is view
+    np.testing.assert_array_equal(view, pp.mask_from_shape(grid, view.shape))
+    with pytest.raises(ValueError, match="bool array"):
+        pp.mask_from_shape(grid, view.shape, out=np.zeros(view.shape, np.uint8))

@@ -23,7 +23,7 @@ import torch
 
 from . import __version__
 from .direct_targets import HU_MAX, HU_MIN, DirectSample
-from .preprocess import bounding_box, mask_from_shape, resample_to_shape, window
+from .preprocess import memory_order, bounding_box, mask_from_shape, resample_to_shape, window
 from .direct_training import predict_probabilities
 from .errors import InputError
 from .image import Geometry, Volume
@@ -62,7 +62,7 @@ class L1Finding:
 
 def find_l1_on_grid(probs: np.ndarray, geometry: Geometry) -> L1Finding:
     """Largest connected component of ``argmax == 1`` (L1) on the network grid, with its centroid."""
-    l1 = probs.argmax(0) == 1
+    l1 = _is_argmax_1(probs)
     components, n = ndi.label(l1)
     if n == 0:
         return L1Finding(np.zeros(l1.shape, bool), geometry, None, None, 0.0, 0.0, 0)
@@ -78,6 +78,20 @@ def find_l1_on_grid(probs: np.ndarray, geometry: Geometry) -> L1Finding:
     return L1Finding(mask, geometry, tuple(float(c) for c in centroid),
                      (float(z_world.min() - half), float(z_world.max() + half)),
                      float(probs[1][mask].mean()), float(margin), int(n))
+
+
+def _is_argmax_1(probs: np.ndarray) -> np.ndarray:
+    """``probs.argmax(0) == 1``; for two classes as an elementwise comparison (argmax along the first
+    axis is a slow strided reduction), with argmax's rules kept: the first of equal values wins and a
+    NaN counts as the largest value."""
+    if probs.shape[0] != 2:
+        return probs.argmax(0) == 1
+    background, l1 = probs[0], probs[1]
+    out = l1 > background
+    nan = np.isnan(l1)
+    if nan.any():
+        out |= nan & ~np.isnan(background)
+    return out
 
 
 def load_model(weights: str | Path = DEFAULT_WEIGHTS, device: str = "cpu") -> tuple[UNet3D, dict]:
@@ -121,7 +135,7 @@ def l1_bmd_hu(image: Volume, mask: np.ndarray, erosion_mm: float = 3.0) -> float
     the eroded mask is empty or the mask is larger than `MAX_VERTEBRA_CM3`.
     """
     voxel_cm3 = float(np.prod(image.spacing_zyx)) / 1000.0
-    if not mask.any():
+    if not memory_order(mask)[0].any():      # as mask.any(), without a strided pass over a view
         return float("nan")  # nothing found
     tight = bounding_box(mask)
     local = mask[tight]
@@ -153,12 +167,13 @@ def find_l1(scan: Volume, model, meta: dict) -> tuple[Volume, dict]:
 
     The mask goes back to the scan's voxels by linear interpolation of the network-grid mask (>= 0.5),
     computed only around the found L1 (`vertebra.preprocess.mask_from_shape`)."""
-    from .io import from_canonical, to_canonical
+    from .io import canonical_view, to_canonical
 
-    canonical, how = to_canonical(scan)
+    canonical, how = to_canonical(scan, contiguous=False)    # resampling copies it to float32 anyway
     image, geometry = network_input(canonical, meta["shape_zyx"])
     finding = find_l1_on_grid(predict_probabilities(model, image), geometry)
-    mask_canonical = mask_from_shape(finding.mask, canonical.array.shape)
+    mask = np.zeros(scan.array.shape, bool)                  # on the scan's grid, filled through a view
+    mask_canonical = mask_from_shape(finding.mask, canonical.array.shape, out=canonical_view(mask, how))
     record = {
         "l1_found": finding.found,
         "l1_centroid_mm": list(finding.centroid_mm) if finding.found else None,
@@ -171,7 +186,7 @@ def find_l1(scan: Volume, model, meta: dict) -> tuple[Volume, dict]:
         "version": __version__,
         "coordinates": "world mm, LPS (x, y, z)",
     }
-    return from_canonical(mask_canonical.view(np.uint8), how), record
+    return Volume(mask.view(np.uint8), how.source), record
 
 
 def cli_find_l1_arguments(parser) -> None:

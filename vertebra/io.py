@@ -121,10 +121,17 @@ def read_image_header(path: str | Path, *, series_uid: str | None = None) -> Ima
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise _sitk_error(exc, path) from None
+    if path.is_dir():
+        size = tuple(int(n) for n in reader.GetSize())
+        pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+        return ImageHeader(None, size[:2] + (len(files),), pixel, reader.GetNumberOfComponents())
+    return _header_of(reader)
+
+
+def _header_of(reader: sitk.ImageFileReader) -> ImageHeader:
+    """The `ImageHeader` of a file reader after ``ReadImageInformation``."""
     size = tuple(int(n) for n in reader.GetSize())
     pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
-    if path.is_dir():
-        return ImageHeader(None, size[:2] + (len(files),), pixel, reader.GetNumberOfComponents())
     geometry = None
     if reader.GetDimension() == 3:
         try:
@@ -159,17 +166,146 @@ def _read_nifti_gz_voxels(path: Path, header: ImageHeader) -> np.ndarray | None:
     """The voxels (z, y, x) of a plain ``.nii.gz``, decompressed with ISA-L (about 3x faster than the
     zlib inside ITK, which dominates reading a CT); None for anything but a little-endian NIfTI-1 3D
     scalar image without intensity scaling, which SimpleITK then reads. The geometry always comes from
-    SimpleITK (`read_image_header`), so both paths agree on it; they give identical arrays (tested)."""
-    try:
-        from isal import isal_zlib
-    except ImportError:              # optional speed-up: SimpleITK reads everything without it
+    SimpleITK (`read_image_header` or `_NiftiGzStream.header`), so both paths agree on it; they give
+    identical arrays (tested)."""
+    stream = _NiftiGzStream.open(path)
+    if stream is None:               # optional speed-up: SimpleITK reads everything without ISA-L
         return None
-    try:
-        data = path.read_bytes()
-        size = int.from_bytes(data[-4:], "little")          # the gzip trailer: uncompressed size mod 2**32
-        raw = isal_zlib.decompress(data, 31, size + 1)       # 31: gzip wrapper; one buffer, never grown
-    except (isal_zlib.error, OSError) as exc:
-        raise InputError(f"could not be read: the gzip stream is truncated or corrupt ({exc})", path) from None
+    with stream:
+        return stream.voxels(header)
+
+
+class _NiftiGzStream:
+    """A ``.nii.gz`` decompressed with ISA-L as it is read: 64 kB of input and at most 1 MB of output
+    at a time (a label map can inflate a thousandfold), so that neither the compressed nor the
+    decompressed file is held as one more copy of the scan (each costs milliseconds of page faults).
+    The first bytes (the header) are kept; the voxel bytes are copied once, into the returned array;
+    the whole stream is always decompressed, so its CRC and length are checked."""
+
+    LIMIT = 1 << 20
+
+    def __init__(self, path: Path, file, isal_zlib):
+        self.path, self.file, self.zlib = path, file, isal_zlib
+        self.inflater = isal_zlib.decompressobj(31)           # 31: gzip wrapper
+        self.buffer = bytearray(1 << 16)                      # reused: stays in the cache
+        self.data = memoryview(self.buffer)[:0]               # input not yet given to the inflater
+        self.head = b""                                       # output kept for the header
+        self.consumed = 0                                     # output bytes already taken
+        self.full = False                                     # the last piece hit LIMIT
+
+    @classmethod
+    def open(cls, path: Path) -> "_NiftiGzStream | None":
+        try:
+            from isal import isal_zlib
+        except ImportError:
+            return None
+        try:
+            return cls(path, open(path, "rb"), isal_zlib)
+        except OSError as exc:
+            raise InputError(f"could not be read: the gzip stream is truncated or corrupt ({exc})", path) from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+    def _pieces(self):
+        """The remaining output, piece by piece; then the stream must have ended (else InputError)."""
+        try:
+            while not self.inflater.eof:
+                if not self.data and not self.full:   # after a full piece, more output may wait
+                    n_read = self.file.readinto(self.buffer)
+                    if not n_read:
+                        break
+                    self.data = memoryview(self.buffer)[:n_read]
+                piece = self.inflater.decompress(self.data, self.LIMIT)
+                self.data = self.inflater.unconsumed_tail
+                self.full = len(piece) == self.LIMIT
+                yield piece
+        except self.zlib.error as exc:
+            raise InputError(f"could not be read: the gzip stream is truncated or corrupt ({exc})",
+                             self.path) from None
+        except OSError as exc:
+            raise InputError(f"could not be read: the gzip stream is truncated or corrupt ({exc})",
+                             self.path) from None
+        if not self.inflater.eof:
+            raise InputError("could not be read: the gzip stream is truncated or corrupt (incomplete or "
+                             "truncated stream)", self.path)
+
+    def _head(self, n: int) -> bytes:
+        """The first `n` output bytes (fewer if the stream is shorter), kept for `voxels`."""
+        if len(self.head) < n and not self.inflater.eof:
+            parts = [self.head]
+            size = len(self.head)
+            for piece in self._pieces():
+                parts.append(piece)
+                size += len(piece)
+                if size >= n:
+                    break
+            self.head = b"".join(parts)
+        return self.head[:n]
+
+    def header(self) -> ImageHeader | None:
+        """What `read_image_header` says of the file, from SimpleITK reading only its decompressed
+        header (SimpleITK reading the header of a ``.nii.gz`` decompresses far more than the header);
+        None for anything but a NIfTI-1 single file (``n+1``), which `read_image_header` then reads."""
+        try:
+            head = self._head(352)
+            if len(head) < 352 or int.from_bytes(head[:4], "little") != 348 or head[344:348] != b"n+1\0":
+                return None
+            vox_offset = float(np.frombuffer(head, "<f4", 1, 108)[0])
+            if not 352 <= vox_offset <= 1 << 20 or vox_offset != int(vox_offset):
+                return None
+            head = self._head(int(vox_offset))
+        except InputError:
+            return None                        # reported as before, by SimpleITK or the next read
+        if len(head) < vox_offset:
+            return None
+        folder = tempfile.mkdtemp(prefix=".header.")     # the file's own name, for ITK's warnings
+        name = os.path.join(folder, self.path.name[:-3])
+        try:
+            with open(name, "wb") as f:
+                f.write(head)
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(name)
+            reader.SetImageIO("NiftiImageIO")
+            reader.ReadImageInformation()
+        except (RuntimeError, OSError):
+            return None
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return _header_of(reader)
+
+    def voxels(self, header: ImageHeader) -> np.ndarray | None:
+        """`_read_nifti_gz_voxels` of this stream (from its start: nothing is taken twice)."""
+        if self.consumed:
+            raise RuntimeError("the voxels of a stream are read once")
+        layout = _nifti_layout(self._head(352), header)
+        if layout is None:
+            for _ in self._pieces():           # not for the fast path: only check the stream
+                pass
+            return None
+        dtype, vox_offset, count = layout
+        need = vox_offset + count * dtype.itemsize
+        out = np.empty(need, np.uint8)
+        filled = min(len(self.head), need)
+        out[:filled] = np.frombuffer(self.head, np.uint8, filled)
+        self.consumed = len(self.head)
+        for piece in self._pieces():
+            take = min(len(piece), need - filled)
+            if take > 0:
+                out[filled:filled + take] = np.frombuffer(piece, np.uint8, take)
+                filled += take
+        if filled < need:
+            raise InputError(f"could not be read: it holds fewer voxels than the {count} its header promises",
+                             self.path)
+        array = out[vox_offset:].view(dtype).reshape(tuple(header.shape_xyz[:3])[::-1])
+        return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
+
+
+def _nifti_layout(raw: bytes, header: ImageHeader) -> tuple[np.dtype, int, int] | None:
+    """(voxel dtype, vox_offset, voxel count) of a NIfTI-1 header that the fast path reads, else None."""
     if len(raw) < 352 or int.from_bytes(raw[:4], "little") != 348 or raw[344:348] != b"n+1\0":
         return None
     dim = np.frombuffer(raw, "<i2", 8, 40)
@@ -180,12 +316,7 @@ def _read_nifti_gz_voxels(path: Path, header: ImageHeader) -> np.ndarray | None:
     if (dim[0] != 3 or datatype not in _NIFTI_DTYPES or slope not in (0.0, 1.0) or inter != 0.0
             or shape_xyz != tuple(header.shape_xyz[:3]) or header.components != 1):
         return None
-    dtype = np.dtype(_NIFTI_DTYPES[datatype])
-    count = header.n_voxels
-    if len(raw) < vox_offset + count * dtype.itemsize:
-        raise InputError(f"could not be read: it holds fewer voxels than the {count} its header promises", path)
-    array = np.frombuffer(raw, dtype, count, vox_offset).reshape(shape_xyz[::-1])
-    return array.astype(dtype.newbyteorder("="))             # a writable, native-order copy
+    return np.dtype(_NIFTI_DTYPES[datatype]), vox_offset, header.n_voxels
 
 
 def _check_header(header: ImageHeader, path, checks: ReadChecks) -> None:
@@ -278,16 +409,27 @@ def read_image(path: str | Path, *, kind: str = "ct", series_uid: str | None = N
     if kind not in ("ct", "labels", "any"):
         raise ValueError(f"kind must be 'ct', 'labels' or 'any', got {kind!r}")
     path = Path(path)
-    header = read_image_header(path, series_uid=series_uid)
-    _check_header(header, path, checks)
-    if path.name.lower().endswith(".gz"):
-        _check_gzip_length(path, header)
-    if path.name.lower().endswith(".nii.gz") and header.geometry is not None:
-        g = header.geometry                  # checked before the voxels are decompressed
-        geometry = _check_geometry(g.spacing_mm, g.origin_mm, g.direction, path, checks)
-        fast = _read_nifti_gz_voxels(path, header)
-        if fast is not None:
-            return Volume(_cast(fast, kind, path, checks, allowed_labels), geometry)
+    # a .nii.gz is decompressed once, by ISA-L: its header for SimpleITK first, then its voxels
+    stream = _NiftiGzStream.open(path) if path.name.lower().endswith(".nii.gz") and path.is_file() else None
+    try:
+        header = stream.header() if stream is not None else None
+        if header is None:                   # not a plain NIfTI-1, or unreadable: as SimpleITK says
+            if stream is not None:
+                stream.file.close()
+                stream = None
+            header = read_image_header(path, series_uid=series_uid)
+        _check_header(header, path, checks)
+        if path.name.lower().endswith(".gz"):
+            _check_gzip_length(path, header)
+        if path.name.lower().endswith(".nii.gz") and header.geometry is not None:
+            g = header.geometry              # checked before the voxels are decompressed
+            geometry = _check_geometry(g.spacing_mm, g.origin_mm, g.direction, path, checks)
+            fast = stream.voxels(header) if stream is not None else _read_nifti_gz_voxels(path, header)
+            if fast is not None:
+                return Volume(_cast(fast, kind, path, checks, allowed_labels), geometry)
+    finally:
+        if stream is not None:
+            stream.file.close()
     try:
         if path.is_dir():
             reader = sitk.ImageSeriesReader()
@@ -335,19 +477,57 @@ def write_image(volume: Volume | np.ndarray, path: str | Path, like: Volume | No
     if like is not None and array.shape != like.array.shape:
         raise ValueError(f"array shape {array.shape} differs from the reference {like.array.shape}")
     if array.dtype == bool:
-        array = array.astype(np.uint8)
-    image = geometry.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(array)))
+        array = array.view(np.uint8) if array.flags.c_contiguous else array.astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     # written under its final name in a private folder (so .mhd finds its .raw), then renamed
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        sitk.WriteImage(image, str(tmp_dir / path.name), useCompression=path.suffix == ".gz")
+        if not (path.name.lower().endswith(".nii.gz") and _write_nifti_gz(array, geometry, tmp_dir / path.name)):
+            image = geometry.apply_to(sitk.GetImageFromArray(np.ascontiguousarray(array)))
+            sitk.WriteImage(image, str(tmp_dir / path.name), useCompression=path.suffix == ".gz")
         produced = sorted(tmp_dir.iterdir(), key=lambda p: p.name == path.name)  # header last
         for file in produced:
             os.replace(file, path.parent / file.name)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return path
+
+
+def _write_nifti_gz(array: np.ndarray, geometry: Geometry, path: Path) -> bool:
+    """Write a ``.nii.gz`` with ISA-L's gzip (several times faster than the zlib inside ITK); False,
+    having written nothing, where SimpleITK has to (no ISA-L, a type or size it writes differently).
+
+    The NIfTI header is ITK's own: SimpleITK writes a 2x2x2 image of the same voxel type and geometry
+    uncompressed and only its three sizes are changed (nothing else in ITK's header depends on them),
+    so the file reads back exactly as SimpleITK's would (tested)."""
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return False
+    if (array.ndim != 3 or array.dtype.str.lstrip("<>=|") not in _NIFTI_WRITE_TYPES
+            or not array.dtype.isnative or array.size == 0 or max(array.shape) > 32767):
+        return False
+    template = path.with_name(".header.nii")
+    tiny = geometry.apply_to(sitk.GetImageFromArray(np.zeros((2, 2, 2), array.dtype)))
+    sitk.WriteImage(tiny, str(template), useCompression=False)
+    header = bytearray(template.read_bytes())
+    template.unlink()
+    vox_offset = int(np.frombuffer(header, "<f4", 1, 108)[0])
+    if (len(header) != vox_offset + 8 * array.itemsize or np.frombuffer(header, "<i2", 4, 40).tolist()
+            != [3, 2, 2, 2]):
+        return False                      # not the NIfTI-1 layout this expects: leave it to SimpleITK
+    header = header[:vox_offset]
+    header[42:48] = np.array(array.shape[::-1], "<i2").tobytes()          # dim[1..3] = x, y, z sizes
+    deflater = isal_zlib.compressobj(2, isal_zlib.DEFLATED, 31)      # ISA-L level 2 (its default)
+    with open(path, "wb") as f:
+        f.write(deflater.compress(header))
+        f.write(deflater.compress(memoryview(np.ascontiguousarray(array)).cast("B")))
+        f.write(deflater.flush())
+    return True
+
+
+#: numpy voxel types (byte order aside) that `_write_nifti_gz` writes, as SimpleITK writes them to NIfTI
+_NIFTI_WRITE_TYPES = frozenset({"u1", "i1", "u2", "i2", "u4", "i4", "f4", "f8"})
 
 
 # ------------------------------------------------------------------ canonical orientation
@@ -382,17 +562,23 @@ class Reorientation:
     oblique_deg: float                    # angle between the source axes and the nearest LPS axes
 
 
-def to_canonical(volume: Volume) -> tuple[Volume, Reorientation]:
+def _reoriented(array: np.ndarray, transpose, flips) -> np.ndarray:
+    return np.flip(array.transpose(transpose), flips) if flips else array.transpose(transpose)
+
+
+def to_canonical(volume: Volume, *, contiguous: bool = True) -> tuple[Volume, Reorientation]:
     """Permute and flip (exactly, no interpolation) so that index x, y, z point to L, P, S.
 
     World positions are unchanged: the new direction is the old one permuted and sign-flipped, so for
-    an oblique scan it stays a few degrees off identity (recorded as `oblique_deg`)."""
+    an oblique scan it stays a few degrees off identity (recorded as `oblique_deg`). With
+    ``contiguous=False`` the array is a view of the input's (no copy), for a consumer that copies it
+    anyway."""
     g = volume.geometry
     d = g.direction_matrix
     perm, signs = _nearest_axes(d)
     transpose = tuple(2 - perm[2 - k] for k in range(3))
     flips = tuple(2 - w for w in range(3) if signs[w] < 0)
-    array = np.flip(volume.array.transpose(transpose), flips) if flips else volume.array.transpose(transpose)
+    array = _reoriented(volume.array, transpose, flips)
     corner_xyz = [0 if signs[w] > 0 else volume.shape_xyz[perm[w]] - 1 for w in range(3)]
     index_xyz = np.zeros(3)
     for w in range(3):
@@ -402,7 +588,16 @@ def to_canonical(volume: Volume) -> tuple[Volume, Reorientation]:
     spacing = tuple(g.spacing_mm[perm[w]] for w in range(3))
     oblique = float(np.degrees(np.arccos(np.clip(np.diag(new_d).min(), -1.0, 1.0))))
     how = Reorientation(g, tuple(volume.array.shape), orientation_code(d), transpose, flips, oblique)
-    return Volume(np.ascontiguousarray(array), Geometry(spacing, origin, new_d.ravel())), how
+    return Volume(np.ascontiguousarray(array) if contiguous else array, Geometry(spacing, origin, new_d.ravel())), how
+
+
+def canonical_view(array: np.ndarray, how: Reorientation) -> np.ndarray:
+    """A view of an array on the source grid (``how.source_shape_zyx``) in canonical orientation, as
+    `to_canonical` would give it, but sharing its memory: what is written into the view lands on the
+    source grid, so a mask built through it needs no `from_canonical`."""
+    if tuple(array.shape) != tuple(how.source_shape_zyx):
+        raise ValueError(f"array shape {array.shape} is not the source shape {how.source_shape_zyx}")
+    return _reoriented(array, how.transpose_zyx, how.flip_zyx)
 
 
 def from_canonical(volume: Volume | np.ndarray, how: Reorientation) -> Volume:

@@ -117,13 +117,20 @@ def resample_to_shape(volume: Volume, shape_zyx=DIRECT_SHAPE_ZYX, interpolator: 
     return Volume(_apply_per_axis(volume.array, matrices), grid)
 
 
-def mask_from_shape(mask_zyx: np.ndarray, shape_zyx) -> np.ndarray:
+def mask_from_shape(mask_zyx: np.ndarray, shape_zyx, out: np.ndarray | None = None) -> np.ndarray:
     """The inverse of `resample_to_shape` for a binary mask: from the grid that covers a scan back onto
     the scan's `shape_zyx` voxels (linear interpolation, kept where >= 0.5), as ``sitk.Resample`` of the
     mask onto the scan would give. Only the voxels whose interpolation touches the mask's bounding box
-    are computed, so the cost follows the mask, not the scan."""
+    are computed, so the cost follows the mask, not the scan.
+
+    `out`: an all-False bool array of `shape_zyx` (it may be a view, e.g. `vertebra.io.canonical_view`
+    of a mask on the source grid) to write the mask into; it is returned."""
     mask_zyx = np.asarray(mask_zyx, bool)
-    out = np.zeros(tuple(int(n) for n in shape_zyx), bool)
+    shape_zyx = tuple(int(n) for n in shape_zyx)
+    if out is None:
+        out = np.zeros(shape_zyx, bool)
+    elif out.shape != shape_zyx or out.dtype != bool:
+        raise ValueError(f"out must be a bool array of shape {shape_zyx}, got {out.dtype} {out.shape}")
     if not mask_zyx.any():
         return out
     box = bounding_box(mask_zyx)
@@ -144,11 +151,26 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
     >>> bounding_box(np.pad(np.ones((2, 1, 3), bool), 1))
     (slice(1, 3, None), slice(1, 2, None), slice(1, 4, None))
     """
-    box = []
-    for axis in range(mask.ndim):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    stored, axes, flipped = memory_order(mask)
+    box = [slice(0, 0)] * mask.ndim
+    for k, axis in enumerate(axes):       # in memory order, each axis within the slab found so far
+        hits = np.flatnonzero(stored.any(axis=tuple(a for a in range(mask.ndim) if a != k)))
+        lo, hi = int(hits[0]), int(hits[-1]) + 1
+        stored = stored[(slice(None),) * k + (slice(lo, hi),)]
+        n = mask.shape[axis]
+        box[axis] = slice(n - hi, n - lo) if flipped[axis] else slice(lo, hi)
     return tuple(box)
+
+
+def memory_order(array: np.ndarray) -> tuple[np.ndarray, tuple[int, ...], tuple[bool, ...]]:
+    """(view, axes, flipped): the same elements with the axes permuted and flipped so that the view
+    walks memory forwards, largest stride first (C order for a transposed or flipped C-contiguous
+    array). ``view`` axis k is `array` axis ``axes[k]``, reversed where ``flipped[axes[k]]``."""
+    flipped = tuple(stride < 0 for stride in array.strides)
+    flips = tuple(a for a in range(array.ndim) if flipped[a])
+    forwards = np.flip(array, flips) if flips else array
+    axes = tuple(sorted(range(array.ndim), key=lambda a: -forwards.strides[a]))
+    return forwards.transpose(axes), axes, flipped
 
 
 def _linear_matrix(n_in: int, n_out: int) -> np.ndarray:
