@@ -18,6 +18,7 @@ fix_combine_directions = False
 fix_edge_patches = False
 fix_completeness_head = False
 fix_context_levels = False
+fix_monotone_ordering = False
 scale = "quick"
 seed = 0
 iterations = None
@@ -127,7 +128,7 @@ out_dir = Path(results_dir) / "runs" / run_id
 params = {"run_id": run_id, "mode": mode, "empty_fraction": empty_fraction,
           "fix_combine_directions": fix_combine_directions, "fix_edge_patches": fix_edge_patches,
           "fix_completeness_head": fix_completeness_head, "fix_context_levels": fix_context_levels,
-          "scale": scale, "seed": seed,
+          "fix_monotone_ordering": fix_monotone_ordering, "scale": scale, "seed": seed,
           "iterations": iterations, "n_test": n_test}
 metrics = run_row(params, out_dir, table2_path=Path(results_dir) / "table2.csv")
 {**{k: metrics[k] for k in ("threshold", "dice_val", "n_train", "n_test")},
@@ -150,13 +151,23 @@ ax.set_xlabel("step")
 #
 # With `fix_context_levels`, the level of each piece the walk found comes from the context network
 # (`vertebra.instance.context`), not from the instance U-Net's head. Its mean error on the validation
-# scans' vertebrae (at their true centroids) is below; without the fix the row has none. Each labelled
-# vertebra in `label-spine`'s `levels.json` then carries both numbers (`level_predicted`, the one Eq. 2
-# used, and `level_head`) and the probability that the piece lies on a vertebra at all.
+# scans' vertebrae (at their true centroids) is below; without the fix the row has none. The level it
+# reads is then calibrated on those same validation vertebrae: a straight line from the network's level
+# to the true one (scale and offset below), because the network pulls its answers towards the middle
+# of the spine and half a level decides which ordering wins. Each labelled vertebra in `label-spine`'s
+# `levels.json` carries both numbers (`level_predicted`, the one the ordering used, and `level_head`)
+# and the probability that the piece lies on a vertebra at all.
+#
+# With `fix_monotone_ordering` (fix (e), which needs (d)) the pieces are not given consecutive levels
+# as Eq. 2 demands: the labels only have to descend the spine, a level may be skipped (the walk jumped a
+# vertebra) and two pieces may share one (the walk cut a vertebra in two; they become one vertebra),
+# each at a fixed cost (`vertebra.instance.ordering.most_likely_monotone_labelling`).
 
 # %%
 {"context_level_mae_val": metrics.get("context_level_mae_val"),
- "context_iterations": sizes.context_iterations if fix_context_levels else None}
+ "context_level_calibration": metrics.get("context_level_calibration"),
+ "context_iterations": sizes.context_iterations if fix_context_levels else None,
+ "ordering": metrics["ordering"]}
 
 # %% [markdown]
 # ## Per scan

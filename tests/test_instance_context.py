@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from vertebra.instance.context import ContextConfig, ContextModel, ContextSampler, context_box, context_loss
+from vertebra.instance.ordering import OrderingConfig
 from vertebra.instance.pipeline import label_spine
 from vertebra.instance.scan import prepare_scan
 from vertebra.instance.toy import toy_spine
@@ -109,3 +110,70 @@ def test_bundle_keeps_the_context_network(tmp_path):
     without = load_bundle(InstanceBundle({"down": InstanceUNet(InstanceUNetConfig(features=4))}, 4.0,
                                          TraversalConfig(patch_voxels=32)).save(tmp_path / "plain.pt"))
     assert without.context is None
+
+
+class BiasedContext(ContextModel):
+    """Reads every vertebra's level as 0.8 · true − 1 (squeezed towards the middle and too high up)."""
+
+    def __init__(self, scale=1.0, offset=0.0):
+        super().__init__(ContextNet(ContextNetConfig(features=2), CONFIG.box_zyx), CONFIG, scale, offset)
+
+    def read(self, scan, centres_mm):
+        index = np.rint(scan.volume(scan.image_hu).world_to_index(np.asarray(centres_mm, float).reshape(-1, 3)))
+        levels = scan.target_levels()
+        true = np.array([levels.get(int(scan.labels[tuple(i.astype(int))]), 0) for i in index], float)
+        return (0.8 * true - 1.0) * self.level_scale + self.level_offset, np.ones(len(true))
+
+
+def test_calibration_undoes_a_linear_bias_and_travels_in_the_bundle(toy, tmp_path):
+    from vertebra.instance.context import calibrate_levels, level_errors
+    scan = toy[2]
+    biased = BiasedContext()
+    assert level_errors(biased, [scan]).mean() > 3
+    fitted = calibrate_levels(biased, [scan])
+    assert fitted.level_scale == pytest.approx(1.25) and fitted.level_offset == pytest.approx(1.25)
+    assert level_errors(BiasedContext(fitted.level_scale, fitted.level_offset), [scan]).max() < 1e-9
+    bundle = InstanceBundle({"down": InstanceUNet(InstanceUNetConfig(features=4))}, 4.0,
+                            TraversalConfig(patch_voxels=32), {"run_id": "t"},
+                            ContextModel(fitted.net, CONFIG, fitted.level_scale, fitted.level_offset),
+                            OrderingConfig("monotone", sigma=1.0))
+    again = load_bundle(bundle.save(tmp_path / "w.pt"))
+    assert (again.context.level_scale, again.context.level_offset) == (fitted.level_scale, fitted.level_offset)
+    assert again.ordering == OrderingConfig("monotone", sigma=1.0)
+    # bundles written before calibration and fix (e): no calibration, Eq. 2
+    state = torch.load(tmp_path / "w.pt", weights_only=False)
+    del state["ordering"], state["context"]["calibration"]
+    torch.save(state, tmp_path / "old.pt")
+    old = load_bundle(tmp_path / "old.pt")
+    assert (old.context.level_scale, old.context.level_offset) == (1.0, 0.0) and old.ordering == OrderingConfig()
+
+
+def test_monotone_rule_merges_a_vertebra_cut_in_two(toy):
+    """A walk that cut L2 in two: Eq. 2 gives the halves two labels and shifts L1 onto L2; fix (e)
+    gives them one label, one entry, and L1 stays on L1."""
+    from vertebra.image import Geometry
+    from vertebra.instance.pipeline import _relabel
+    from vertebra.instance.scan import PreparedScan
+
+    instances = np.zeros((40, 8, 8), np.int16)
+    reads = [19.0, 20.0, 21.0, 21.0, 22.0, 23.0, 24.0]          # T12 L1 L2 (two halves) L3 L4 L5
+    z = 40
+    for i, height in enumerate([6, 6, 3, 3, 6, 6, 6]):
+        z -= height
+        instances[z:z + height, 2:6, 2:6] = i + 1
+    scan = PreparedScan(np.zeros(instances.shape, np.int16), Geometry(spacing_mm=(2.0,) * 3))
+    evidence = [{"levels": [r], "completeness": [None]} for r in reads]
+    eq2 = _relabel(instances, evidence, scan)[1]
+    assert [e["label"] for e in eq2].index(20) == 2 and len(eq2) == 7
+    labels, entries, ordering = _relabel(instances, evidence, scan, OrderingConfig("monotone", sigma=1.0))
+    assert [e["label"] for e in entries] == [19, 20, 21, 22, 23, 24]
+    l2 = entries[2]
+    assert l2["pieces"] == 2 and l2["volume_cm3"] == round(6 * 16 * 8 / 1000, 2)
+    assert (labels[(instances == 3) | (instances == 4)] == 21).all()
+    assert l2["z_range_mm"][1] - l2["z_range_mm"][0] == pytest.approx(12.0)
+
+
+def test_fix_e_needs_the_context_levels(tmp_path):
+    from vertebra.instance.run import run_row
+    with pytest.raises(ValueError, match="fix_context_levels"):
+        run_row({"fix_monotone_ordering": True, "scale": "smoke"}, tmp_path, train_cases=[], test_cases=[])

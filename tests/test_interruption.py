@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from vertebra.train import TrainConfig, read_log_csv, train
+from vertebra.train import read_log_csv, train
 
 TRAINING = textwrap.dedent('''
     """A tiny training run (model, batches, loss, validation all pure functions of the step)."""

@@ -134,7 +134,8 @@ DIRECT_ROWS: tuple[Row, ...] = (
 
 def _instance(run_id: str, paper: dict | None = None, **fixes) -> Row:
     params = {"mode": "top-down", "empty_fraction": 0.3, "fix_combine_directions": False,
-              "fix_edge_patches": False, "fix_completeness_head": False, "fix_context_levels": False, **fixes}
+              "fix_edge_patches": False, "fix_completeness_head": False, "fix_context_levels": False,
+              "fix_monotone_ordering": False, **fixes}
     return Row(run_id=run_id, notebook="04_instance", method="Instance", classes="1 generic class",
                params=params, paper=paper)
 
@@ -149,6 +150,11 @@ INSTANCE_ROWS: tuple[Row, ...] = (
     # walk and on fix (b)'s walk (the one that found the most vertebrae); both reuse those rows' networks
     _instance("instance-fix-context", fix_context_levels=True),
     _instance("instance-fix-edge-context", fix_edge_patches=True, fix_context_levels=True),
+    # fix (e), beyond the paper: the same two rows with a monotone labelling that lets the walk skip or
+    # split a vertebra (`vertebra.instance.ordering`)
+    _instance("instance-fix-context-ordering", fix_context_levels=True, fix_monotone_ordering=True),
+    _instance("instance-fix-edge-context-ordering", fix_edge_patches=True, fix_context_levels=True,
+              fix_monotone_ordering=True),
 )
 
 ROWS: tuple[Row, ...] = DIRECT_ROWS + INSTANCE_ROWS

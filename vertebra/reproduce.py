@@ -284,9 +284,10 @@ def l1_accuracy(ws: Workspace, run_id: str | None, scale: str) -> float | None:
 
 
 #: rows whose weights ship inside the package (what `find-l1` and `label-spine` use without --weights):
-#: for `label-spine` the fix (b) walk with fix (d)'s levels, the instance row that labels best (the
-#: paper's own row numbers no test spine right at the quick scale)
-PACKAGED_WEIGHT_ROWS = {"unet-l1-hand-22": "direct_l1_quick.pt", "instance-fix-edge-context": "instance_quick.pt"}
+#: for `label-spine` the fix (b) walk with fix (d)'s levels and fix (e)'s ordering, the instance row that
+#: labelled best on the tuning scans (the paper's own row numbers no test spine right at the quick scale)
+PACKAGED_WEIGHT_ROWS = {"unet-l1-hand-22": "direct_l1_quick.pt",
+                        "instance-fix-edge-context-ordering": "instance_quick.pt"}
 
 
 def publish_weights(ws: Workspace) -> list[Path]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..metrics import dice, identification_rate, score_l1, summarise
 from .levels import is_target
-from .pipeline import label_spine
+from .pipeline import SpineLabelling, label_spine
 from .weights import InstanceBundle
 
 
@@ -49,7 +49,11 @@ def best_match_dice(instances: np.ndarray, truth: np.ndarray) -> float:
 
 def evaluate_case(bundle: InstanceBundle, case) -> dict:
     """Label one `vertebra.io.VerseCase` and score it against its truth (see module docstring)."""
-    result = label_spine(bundle, case.image)
+    return score_labelling(case, label_spine(bundle, case.image))
+
+
+def score_labelling(case, result: SpineLabelling) -> dict:
+    """The per-case record of a `label_spine` result against the truth of ``case`` (a `VerseCase`)."""
     l1 = result.l1
     record = score_l1(case.case_id, None if l1 is None else l1["centroid_mm"], case.centroids_mm)
     truth_targets = {k: v for k, v in case.centroids_mm.items() if is_target(k)}

@@ -21,17 +21,31 @@ The confidence is the log-likelihood margin of the best ordering over the runner
 start shifts L1 to another vertebra, it is also the margin for the L1 decision.
 ``posterior`` is the best ordering's share of the likelihood over all orderings considered.
 
+Fix (e), beyond the paper (`most_likely_monotone_labelling`): consecutive labels assume that the walk
+found every vertebra once. When a piece spans two vertebrae and the walk skips one, or the walk cuts one
+vertebra (often L5) into two pieces, every label above the fault shifts by one. The monotone labelling
+only asks the labels to descend the spine: each next piece takes the same level as the one above it (a
+split vertebra; its pieces merge) or a lower one, and every skipped level or shared level pays a fixed
+log-prior. It is found exactly by dynamic programming over (piece, level), O(N · 25²). It needs levels
+that mean something on their own, such as fix (d)'s context network; with the paper's head it is no
+better than Eq. 2.
+
 >>> o = most_likely_ordering([17.8, 19.2, 19.9, 21.1])
 >>> o.levels, o.labels
 ((18, 19, 20, 21), (18, 19, 20, 21))
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.special import logsumexp
 
-from .levels import LAST_STANDARD_LEVEL, MAX_LEVEL, level_to_label
+from ..labels import L1
+from .levels import LAST_STANDARD_LEVEL, MAX_LEVEL, label_to_level, level_to_label
+
+#: the aligned level of L1 (`vertebra.instance.levels`: L1 = 20)
+L1_LEVEL = label_to_level(L1)
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,35 @@ class Ordering:
 
     def level_of(self, index: int) -> int:
         return self.levels[index]
+
+
+@dataclass(frozen=True)
+class OrderingConfig:
+    """How the pieces of a walk are labelled. The defaults are the paper's (Eq. 2: consecutive, σ = 2)."""
+
+    #: "consecutive" (Eq. 2) or "monotone" (fix (e): levels may be skipped or shared, at a cost)
+    rule: str = "consecutive"
+    sigma: float = 2.0
+    #: log-prior (≤ 0) of each level skipped between two pieces (monotone rule)
+    skip_log_prior: float = -1.0
+    #: log-prior (≤ 0) of a piece that shares its level with the piece above (monotone rule)
+    split_log_prior: float = -1.0
+
+    def __post_init__(self):
+        if self.rule not in ("consecutive", "monotone"):
+            raise ValueError(f"ordering rule must be 'consecutive' or 'monotone', got {self.rule!r}")
+        if self.sigma <= 0 or self.skip_log_prior > 0 or self.split_log_prior > 0:
+            raise ValueError("sigma must be > 0 and the log-priors <= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def order(self, predicted_levels, weights=None) -> Ordering:
+        """The labelling of the pieces (top to bottom) under this rule."""
+        if self.rule == "monotone":
+            return most_likely_monotone_labelling(predicted_levels, self.sigma, self.skip_log_prior,
+                                                  self.split_log_prior, weights=weights)
+        return most_likely_ordering(predicted_levels, self.sigma, weights=weights)
 
 
 def level_log_likelihood(predicted_levels, sigma: float = 2.0, max_level: int = MAX_LEVEL) -> np.ndarray:
@@ -98,3 +141,65 @@ def most_likely_ordering(predicted_levels, sigma: float = 2.0, allow_l6: bool = 
     levels = tuple(int(starts[best] + i) for i in range(n))
     labels = tuple(level_to_label(v, has_t13) for v in levels)
     return Ordering(levels, labels, float(scores[best]), margin, posterior)
+
+
+def _monotone_transitions(top: int, skip_log_prior: float, split_log_prior: float) -> np.ndarray:
+    """(top, top) log-prior of going from level p (row) to level j (column) between two pieces."""
+    p, j = np.meshgrid(np.arange(top), np.arange(top), indexing="ij")
+    return np.where(j == p, split_log_prior, np.where(j > p, skip_log_prior * (j - p - 1), -np.inf))
+
+
+def most_likely_monotone_labelling(predicted_levels, sigma: float = 1.0, skip_log_prior: float = -1.0,
+                                   split_log_prior: float = -1.0, allow_l6: bool = True,
+                                   has_t13: bool = False, weights=None) -> Ordering:
+    """Fix (e): the non-decreasing labelling (top to bottom) that maximises Σ log l_i,v_i + the log-priors
+    of the levels it skips and shares (module docstring). Pieces with the same level are one vertebra.
+
+    ``confidence`` is the log-likelihood margin of the L1 decision: over the best labelling in which the
+    piece(s) labelled L1 are not L1, or, when no piece is labelled L1, over the best that names one L1;
+    ``posterior`` is the best labelling's share of the likelihood summed over all monotone labellings."""
+    pred = np.asarray(predicted_levels, dtype=float).ravel()
+    n = pred.size
+    top = MAX_LEVEL if allow_l6 else LAST_STANDARD_LEVEL
+    if n == 0:
+        return Ordering((), (), 0.0, float("inf"), 1.0)
+    if not np.all(np.isfinite(pred)):
+        raise ValueError(f"predicted levels must be finite, got {pred.tolist()}")
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float).ravel()
+    if w.shape != (n,):
+        raise ValueError(f"weights must have one entry per vertebra ({n}), got shape {w.shape}")
+    table = level_log_likelihood(pred, sigma, top) * w[:, None]
+    step = _monotone_transitions(top, skip_log_prior, split_log_prior)
+
+    def viterbi(emission):
+        score, back = emission[0].copy(), np.zeros((n, top), int)
+        for i in range(1, n):
+            candidates = score[:, None] + step
+            back[i] = np.argmax(candidates, axis=0)
+            score = candidates[back[i], np.arange(top)] + emission[i]
+        best = int(np.argmax(score))
+        path = [best]
+        for i in range(n - 1, 0, -1):
+            path.append(int(back[i, path[-1]]))
+        return float(score[best]), [j + 1 for j in path[::-1]]
+
+    best_score, levels = viterbi(table)
+    on_l1 = [i for i, v in enumerate(levels) if v == L1_LEVEL]
+    if on_l1:                                    # the best labelling in which those pieces are not L1
+        blocked = table.copy()
+        blocked[on_l1, L1_LEVEL - 1] = -np.inf
+        other = viterbi(blocked)[0]
+    else:                                        # the best labelling that names one of the pieces L1
+        other = -np.inf
+        for i in range(n):
+            forced = table.copy()
+            forced[i] = -np.inf
+            forced[i, L1_LEVEL - 1] = table[i, L1_LEVEL - 1]
+            other = max(other, viterbi(forced)[0])
+    margin = best_score - other if np.isfinite(other) else float("inf")
+    forward = table[0].copy()                    # log Σ over all monotone labellings
+    for i in range(1, n):
+        forward = logsumexp(forward[:, None] + step, axis=0) + table[i]
+    posterior = float(np.exp(best_score - logsumexp(forward)))
+    labels = tuple(level_to_label(v, has_t13) for v in levels)
+    return Ordering(tuple(levels), labels, best_score, float(margin), posterior)

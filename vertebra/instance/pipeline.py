@@ -5,7 +5,7 @@
 of instances are merged: a bottom-up vertebra that overlaps a top-down one (Dice ≥ ``same_dice``) is the
 same vertebra and their levels are averaged; one that barely overlaps anything (< ``new_overlap`` of its
 voxels) is added — typically the vertebrae at the far end of the other traversal. The instances are then
-sorted top to bottom and labelled by `ordering.most_likely_ordering`; a vertebra that the completeness head
+sorted top to bottom and labelled by `ordering.most_likely_ordering` (Eq. 2); a vertebra that the completeness head
 (fix (c)) calls partial keeps its mask but does not vote on the ordering. A spine holds at most 25
 vertebrae (C1..L6): when the walks found more pieces (two walks that ran past the spine), only the 25
 largest are labelled and the rest leave the mask.
@@ -14,6 +14,9 @@ With a context network in the bundle (fix (d), beyond the paper; `vertebra.insta
 piece is looked at once more, at its centroid, before the ordering: its level from the wide view
 replaces the instance head's, and a piece whose centre it does not call a vertebra (sacrum, pelvis,
 ribs, where the walk ran on past the spine) leaves the labelling and the mask.
+
+With fix (e) (the bundle's ``ordering`` rule "monotone", `vertebra.instance.ordering`) the labels only
+have to descend the spine: a level may be skipped, and pieces that share one are one vertebra.
 
 The labelled mask comes back on the input scan's grid (nearest neighbour, world space), with, per
 vertebra, its label, name, centroid (world mm, x y z), craniocaudal range (world z, mm) and the L1
@@ -30,7 +33,7 @@ from scipy import ndimage
 from ..image import Volume
 from ..labels import L1, name
 from .levels import MAX_LEVEL
-from .ordering import Ordering, most_likely_ordering
+from .ordering import Ordering, OrderingConfig
 from .scan import PreparedScan, back_to_input, prepare_scan
 from .traversal import TraversalResult, traverse
 from .weights import InstanceBundle
@@ -122,8 +125,11 @@ def apply_context(bundle: InstanceBundle, image: Volume, prepared: PreparedScan,
     return instances, evidence
 
 
-def _relabel(instances: np.ndarray, evidence: list[dict], prepared: PreparedScan) -> tuple:
-    """Sort instances top to bottom (z up), order them by Eq. 2 and paint the VerSe label map."""
+def _relabel(instances: np.ndarray, evidence: list[dict], prepared: PreparedScan,
+             rule: OrderingConfig = OrderingConfig()) -> tuple:
+    """Sort instances top to bottom (z up), label them by ``rule`` (Eq. 2 by default) and paint the
+    VerSe label map. Pieces given the same level (fix (e): one vertebra the walk cut in two) become one
+    vertebra: one label in the map and one entry, over the union of their voxels."""
     ids = [i + 1 for i in range(len(evidence))]
     present, size = _present(instances, len(evidence))
     centroids = _centroids(instances, present)
@@ -133,45 +139,74 @@ def _relabel(instances: np.ndarray, evidence: list[dict], prepared: PreparedScan
     levels = [float(np.mean(evidence[i - 1]["levels"])) for i in top_first]
     comp = [[c for c in evidence[i - 1]["completeness"] if c is not None] for i in top_first]
     weights = [0.0 if c and np.mean(c) < 0.5 else 1.0 for c in comp]
-    ordering = most_likely_ordering(levels, weights=weights if any(weights) else None)
+    ordering = rule.order(levels, weights=weights if any(weights) else None)
     lut = np.zeros(max(ids, default=0) + 1, np.uint8)
     entries = []
     spacing = prepared.spacing_mm
+    grid = prepared.volume(instances)
     boxes = ndimage.find_objects(instances, max_label=len(evidence))
+    groups: dict[int, list[int]] = {}                      # label → positions in top_first
     for k, inst in enumerate(top_first):
         lut[inst] = ordering.labels[k]
-        z_first, z_last = boxes[inst - 1][0].start, boxes[inst - 1][0].stop - 1
-        world = prepared.volume(instances).index_to_world([centroids[inst]])[0]
-        z_ends = prepared.volume(instances).index_to_world([[z_first - 0.5, *centroids[inst][1:]],
-                                                            [z_last + 0.5, *centroids[inst][1:]]])[:, 2]
-        entries.append({"label": int(ordering.labels[k]), "name": name(ordering.labels[k]),
-                        "level_predicted": round(levels[k], 3), "centroid_mm": [round(float(c), 2) for c in world],
+        groups.setdefault(int(ordering.labels[k]), []).append(k)
+    for label, members in groups.items():
+        insts = [top_first[k] for k in members]
+        voxels = np.array([size[i] for i in insts], float)
+        centroid = (np.asarray(centroids[insts[0]]) if len(insts) == 1 else
+                    np.average([centroids[i] for i in insts], axis=0, weights=voxels))
+        z_first = min(boxes[i - 1][0].start for i in insts)
+        z_last = max(boxes[i - 1][0].stop for i in insts) - 1
+        world = grid.index_to_world([centroid])[0]
+        z_ends = grid.index_to_world([[z_first - 0.5, *centroid[1:]], [z_last + 0.5, *centroid[1:]]])[:, 2]
+        member_comp = [c for k in members for c in comp[k]]
+        entries.append({"label": label, "name": name(label),
+                        "level_predicted": round(float(np.mean([levels[k] for k in members])), 3),
+                        "centroid_mm": [round(float(c), 2) for c in world],
                         "z_range_mm": [round(float(z_ends.min()), 2), round(float(z_ends.max()), 2)],
-                        "completeness": round(float(np.mean(comp[k])), 3) if comp[k] else None,
-                        "volume_cm3": round(float(size[inst]) * spacing ** 3 / 1000, 2)})
-        if "vertebra_probability" in evidence[inst - 1]:          # fix (d)
-            entries[-1].update({"level_head": round(float(np.mean(evidence[inst - 1]["head_levels"])), 3),
-                                "vertebra_probability": round(evidence[inst - 1]["vertebra_probability"], 3)})
+                        "completeness": round(float(np.mean(member_comp)), 3) if member_comp else None,
+                        "volume_cm3": round(float(voxels.sum()) * spacing ** 3 / 1000, 2)})
+        if len(insts) > 1:
+            entries[-1]["pieces"] = len(insts)
+        if "vertebra_probability" in evidence[insts[0] - 1]:          # fix (d)
+            entries[-1].update({
+                "level_head": round(float(np.mean([h for i in insts for h in evidence[i - 1]["head_levels"]])), 3),
+                "vertebra_probability": round(float(np.mean([evidence[i - 1]["vertebra_probability"]
+                                                             for i in insts])), 3)})
     return lut[instances], entries, ordering
 
 
-def label_spine(bundle: InstanceBundle, image: Volume, map_back: bool = True) -> SpineLabelling:
-    """Label every vertebra of ``image`` (any orientation; HU) with the bundle's model(s)."""
-    t0 = time.perf_counter()
-    prepared = prepare_scan(image, spacing_mm=bundle.spacing_mm)
-    runs = {d: traverse(m, prepared, bundle.traversal, d) for d, m in sorted(bundle.models.items())}
+def walk_spine(models: dict, prepared: PreparedScan, traversal) -> tuple[list[TraversalResult], np.ndarray, list[dict]]:
+    """The walk(s) of ``models`` ({direction: model}) over a prepared scan: the traversals, one instance
+    map (two walks merged by `merge_traversals`) and each piece's evidence (levels, completeness)."""
+    runs = {d: traverse(m, prepared, traversal, d) for d, m in sorted(models.items())}
     if len(runs) == 2:
         instances, evidence = merge_traversals(runs["down"], runs["up"])
     else:
         (only,) = runs.values()
         instances = only.instances
         evidence = [{"levels": [v.level], "completeness": [v.completeness]} for v in only.vertebrae]
+    return list(runs.values()), instances, evidence
+
+
+def label_walk(bundle: InstanceBundle, image: Volume, prepared: PreparedScan, runs: list[TraversalResult],
+               instances: np.ndarray, evidence: list[dict], map_back: bool = True,
+               started: float | None = None) -> SpineLabelling:
+    """Label the pieces of a walk (`walk_spine`) with the bundle's context network and ordering rule."""
+    started = time.perf_counter() if started is None else started
     if bundle.context is not None:
         instances, evidence = apply_context(bundle, image, prepared, instances, evidence)
-    labels, entries, ordering = _relabel(instances, evidence, prepared)
+    labels, entries, ordering = _relabel(instances, evidence, prepared, bundle.ordering)
     l1_conf = {"log_likelihood_margin": round(ordering.confidence, 3) if np.isfinite(ordering.confidence) else None,
                "posterior": round(ordering.posterior, 4)}
     for e in entries:
         e["confidence"] = l1_conf if e["label"] == L1 else None
     mask = back_to_input(labels, prepared, image) if map_back else None
-    return SpineLabelling(prepared, labels, mask, entries, ordering, list(runs.values()), time.perf_counter() - t0)
+    return SpineLabelling(prepared, labels, mask, entries, ordering, runs, time.perf_counter() - started)
+
+
+def label_spine(bundle: InstanceBundle, image: Volume, map_back: bool = True) -> SpineLabelling:
+    """Label every vertebra of ``image`` (any orientation; HU) with the bundle's model(s)."""
+    t0 = time.perf_counter()
+    prepared = prepare_scan(image, spacing_mm=bundle.spacing_mm)
+    runs, instances, evidence = walk_spine(bundle.models, prepared, bundle.traversal)
+    return label_walk(bundle, image, prepared, runs, instances, evidence, map_back, started=t0)

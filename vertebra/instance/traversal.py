@@ -35,7 +35,7 @@ import torch
 from scipy import ndimage
 
 from .patches import crop
-from .scan import HU_MIN, PreparedScan, to_network
+from .scan import PreparedScan, to_network
 
 
 FIRST_BOX_RULES = ("bone_mean", "bone_peaks")

@@ -3,7 +3,8 @@
 A bundle holds one model per traversal direction it was trained for: ``{"down": ...}`` for a top-down
 model, ``{"up": ...}`` for bottom-up, both for fix (a) (a top-down and a bottom-up model combined) or
 for a bidirectional model used both ways; with fix (d) it also holds the context network
-(`vertebra.instance.context`) and its view. Weights are stored as float16 (the quick instance model is
+(`vertebra.instance.context`), its view and its level calibration; and the ordering rule (Eq. 2, or
+fix (e)'s monotone labelling). Weights are stored as float16 (the quick instance model is
 ~1.4 M parameters, 2.8 MB; the context network 0.14 M) and restored as float32.
 """
 from __future__ import annotations
@@ -17,10 +18,11 @@ from ..errors import InputError
 from ..models.context_net import ContextNet, ContextNetConfig
 from ..models.instance_unet import InstanceUNet, InstanceUNetConfig
 from .context import ContextConfig, ContextModel
+from .ordering import OrderingConfig
 from .traversal import TraversalConfig
 
-#: the default weights of `vertebra label-spine`: the quick row "instance-fix-edge-context" (fix (b)'s
-#: walk, fix (d)'s levels; `vertebra.reproduce.PACKAGED_WEIGHT_ROWS`)
+#: the default weights of `vertebra label-spine`: the quick row "instance-fix-edge-context-ordering" (fix
+#: (b)'s walk, fix (d)'s levels, fix (e)'s ordering; `vertebra.reproduce.PACKAGED_WEIGHT_ROWS`)
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "instance_quick.pt"
 
 FORMAT = "vertebra-instance-1"
@@ -38,6 +40,8 @@ class InstanceBundle:
     #: fix (d): the network that reads each found vertebra's level from a wide view (None: the paper's
     #: levels, from the instance U-Net's own head)
     context: ContextModel | None = None
+    #: how the pieces are labelled: Eq. 2 (the paper) or fix (e)'s monotone labelling
+    ordering: OrderingConfig = field(default_factory=OrderingConfig)
 
     def __post_init__(self):
         if not self.models or set(self.models) - {"down", "up"}:
@@ -53,7 +57,9 @@ class InstanceBundle:
                             for d, m in self.models.items()}}
         if self.context is not None:
             state["context"] = {"config": self.context.config.to_dict(), "net": self.context.net.config.to_dict(),
-                                "state_dict": _half(self.context.net.state_dict())}
+                                "state_dict": _half(self.context.net.state_dict()),
+                                "calibration": [self.context.level_scale, self.context.level_offset]}
+        state["ordering"] = self.ordering.to_dict()
         buffer = io.BytesIO()
         torch.save(state, buffer)
         return write_bytes_atomic(path, buffer.getvalue())
@@ -82,9 +88,10 @@ def load_bundle(path: str | Path | None = None, device: str = "cpu") -> Instance
         config = ContextConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry["config"].items()})
         net = ContextNet(ContextNetConfig(**entry["net"]), config.box_zyx)
         net.load_state_dict(_float(entry["state_dict"]))
-        context = ContextModel(net.to(device).eval(), config)
+        scale, offset = entry.get("calibration", (1.0, 0.0))       # bundles before calibration: none
+        context = ContextModel(net.to(device).eval(), config, float(scale), float(offset))
     return InstanceBundle(models, float(state["spacing_mm"]), TraversalConfig(**state["traversal"]),
-                          dict(state.get("params", {})), context)
+                          dict(state.get("params", {})), context, OrderingConfig(**state.get("ordering", {})))
 
 
 def _half(state_dict: dict) -> dict:

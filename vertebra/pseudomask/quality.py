@@ -8,7 +8,6 @@ the seconds the tool took. `summarise` groups the rows by protocol and by anomal
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pandas as pd
 
 from ..io import read_image
 from ..parallel import parallel_map
-from .cases import case_meta, ct_path
+from .cases import case_meta
 from .training_set import pseudo_case
 
 log = logging.getLogger(__name__)
