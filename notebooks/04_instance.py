@@ -56,7 +56,9 @@ results_dir = "results"
 # a "is this vertebra wholly visible?" classifier. Two more rows go beyond the paper with (d): a second,
 # small network reads each found vertebra's level from a coarse view of 256 mm around it, where the
 # ribs' end, the bodies' size and the sacrum are in sight, and drops the pieces it does not call a
-# vertebra; Eq. 2 then orders those levels (on the plain row's walk, and on fix (b)'s).
+# vertebra; Eq. 2 then orders those levels (on the plain row's walk, and on fix (b)'s). Two last rows
+# add (e) to those two: the levels are numbered by a rule that lets the walk skip a vertebra or cut one
+# in two, instead of Eq. 2's unbroken run of consecutive labels.
 
 # %%
 import json

@@ -19,8 +19,9 @@ results_dir = "results"
 # # Table 2: the paper's numbers and ours
 #
 # Each line is one row of the paper's Table 2, or one of the rows this project adds to test the
-# paper's suggested fixes for the instance method, (a)-(c), and one of its own, (d): each found
-# vertebra's level read by a second network from a wide view (those rows have no paper numbers). For every metric the
+# paper's suggested fixes for the instance method, (a)-(c), and two of its own: (d), each found
+# vertebra's level read by a second network from a wide view, and (e), a numbering that lets the walk
+# skip or split a vertebra (those rows have no paper numbers). For every metric the
 # table gives the paper's value, ours, and the difference (ours minus the paper's):
 #
 # - `dice_val`: Dice of the L1 mask on the validation scans (for the instance method, of all vertebrae),
