@@ -156,7 +156,16 @@ ax.set_xlabel("step")
 # scans' vertebrae (at their true centroids) is below; without the fix the row has none. The level it
 # reads is then calibrated on those same validation vertebrae: a straight line from the network's level
 # to the true one (scale and offset below), because the network pulls its answers towards the middle
-# of the spine and half a level decides which ordering wins. Each labelled vertebra in `label-spine`'s
+# of the spine and half a level decides which ordering wins (the error after the calibration is
+# measured on the scans it was fitted on, so it flatters). The context network learns from the
+# row's training scans and the 52 `hand` scans (`n_train_context`); Table 2's `n_train` counts the
+# instance network's scans only.
+#
+# The same network also chooses where the walk starts: of the first-box candidates, the one it finds
+# most likely on a vertebra (when one reaches 0.5), instead of the one where the instance network
+# segments the most bone; a rib or the sternum seen from above can look more like bone to segment than
+# the top vertebra does. So a (d) row's walk is not always its base row's walk; the output threshold is
+# still the one tuned on the base row's walks. Each labelled vertebra in `label-spine`'s
 # `levels.json` carries both numbers (`level_predicted`, the one the ordering used, and `level_head`)
 # and the probability that the piece lies on a vertebra at all.
 #
@@ -166,7 +175,9 @@ ax.set_xlabel("step")
 # each at a fixed cost (`vertebra.instance.ordering.most_likely_monotone_labelling`).
 
 # %%
-{"context_level_mae_val": metrics.get("context_level_mae_val"),
+{"n_train_context": metrics.get("n_train_context"),
+ "context_level_mae_val": metrics.get("context_level_mae_val"),
+ "context_level_mae_val_calibrated": metrics.get("context_level_mae_val_calibrated"),
  "context_level_calibration": metrics.get("context_level_calibration"),
  "context_iterations": sizes.context_iterations if fix_context_levels else None,
  "ordering": metrics["ordering"]}

@@ -29,6 +29,7 @@ from instance_rows import ROOT, row_bundles, write_table
 from vertebra.experiments import get_scale
 from vertebra.instance.context import level_errors
 from vertebra.instance.patches import PatchConfig, PatchSampler, network_input
+from vertebra.instance.run import validation_split
 from vertebra.instance.scan import prepare_case
 from vertebra.io import read_verse_case
 from vertebra.phantom import cohort
@@ -76,9 +77,9 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     scale = get_scale(args.scale)
     cases = list(cohort("instance", spacing_mm=scale.phantom_spacing_mm, n=scale.cohort_sizes["instance"], seed=0))
-    n_val = max(1, round(0.1 * len(cases)))
+    fit, val = validation_split(cases)
     tests = list(cohort("ctc_test", spacing_mm=scale.phantom_spacing_mm, n=scale.cohort_sizes["ctc_test"], seed=0))
-    splits = {"train": cases[:-n_val], "validation": cases[-n_val:], "ctc_test": tests[:args.test]}
+    splits = {"train": fit, "validation": val, "ctc_test": tests[:args.test]}
     prepared = {k: [prepare_case(read_verse_case(c), scale.instance_spacing_mm) for c in v] for k, v in splits.items()}
     records = []
     for row, bundle in row_bundles(args.rows):

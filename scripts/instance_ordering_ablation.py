@@ -4,8 +4,9 @@
                                                  [--out results/instance_ordering_ablation.csv]
 
 Each walk (the rows' saved weights and thresholds, ``results/runs/<row>/weights.pt``) is run once over
-the 20 tuning scans: the 6 validation scans of the `instance` cohort (the last 10 %, as `run_row` holds
-them out) and the first 14 scans of the `pseudo` cohort. Its pieces are then labelled four ways, with fix
+the 20 tuning scans, starting where fix (d)'s rows start (`pipeline.context_judge`): the 6 validation
+scans of the `instance` cohort (held out as `run_row` holds them out, `run.validation_split`) and the
+first 14 scans of the `pseudo` cohort. Its pieces are then labelled four ways, with fix
 (d)'s context network (the one every (d) row uses, `run.calibrated_context`): its raw or its calibrated
 level, ordered by Eq. 2 or by fix (e)'s monotone labelling (`run.MONOTONE_ORDERING`). Each labelling is
 scored as Table 2 scores a test scan (`evaluation.score_labelling`).
@@ -27,8 +28,8 @@ from vertebra.experiments import get_scale
 from vertebra.instance.context import ContextModel
 from vertebra.instance.evaluation import score_labelling
 from vertebra.instance.ordering import OrderingConfig
-from vertebra.instance.pipeline import label_walk, walk_spine
-from vertebra.instance.run import MONOTONE_ORDERING, calibrated_context
+from vertebra.instance.pipeline import context_judge, label_walk, walk_spine
+from vertebra.instance.run import MONOTONE_ORDERING, calibrated_context, validation_split
 from vertebra.instance.scan import prepare_scan
 from vertebra.io import read_verse_case
 from vertebra.phantom import cohort
@@ -47,11 +48,11 @@ def main(argv=None) -> int:
     scale = get_scale(args.scale)
     spacing = scale.phantom_spacing_mm
     train = list(cohort("instance", spacing_mm=spacing, n=scale.cohort_sizes["instance"], seed=args.seed))
-    n_val = max(1, round(0.1 * len(train)))
+    fit, val = validation_split(train)
     hand = list(cohort("hand", spacing_mm=spacing, n=scale.cohort_sizes["hand"], seed=args.seed))
-    calibrated, _ = calibrated_context(train[:-n_val] + hand, train[-n_val:], scale, args.seed)
+    calibrated, _ = calibrated_context(fit + hand, val, scale, args.seed)
     levels = {"raw": ContextModel(calibrated.net, calibrated.config), "calibrated": calibrated}
-    tuning = train[-n_val:] + list(cohort("pseudo", spacing_mm=spacing, n=scale.cohort_sizes["pseudo"],
+    tuning = val + list(cohort("pseudo", spacing_mm=spacing, n=scale.cohort_sizes["pseudo"],
                                           seed=args.seed))[:args.n_pseudo]
     print(f"calibration: level = {calibrated.level_scale:.4f} * read + {calibrated.level_offset:.4f}")
     records = []
@@ -59,11 +60,14 @@ def main(argv=None) -> int:
         for folder in tqdm(tuning, desc=row):
             case = read_verse_case(folder)
             prepared = prepare_scan(case.image, spacing_mm=bundle.spacing_mm)
-            walk = walk_spine(bundle.models, prepared, bundle.traversal)
+            context_scan = calibrated.prepare(case.image)       # the walk starts where fix (d)'s rows start
+            walk = walk_spine(bundle.models, prepared, bundle.traversal,
+                              context_judge(calibrated, context_scan, prepared))
             for level_name, context in levels.items():
                 for order_name, ordering in ORDERINGS.items():
                     variant = dataclasses.replace(bundle, context=context, ordering=ordering)
-                    record = score_labelling(case, label_walk(variant, case.image, prepared, *walk))
+                    record = score_labelling(case, label_walk(variant, case.image, prepared, *walk,
+                                                              context_scan=context_scan))
                     records.append({"walk": row, "threshold": bundle.traversal.threshold, "levels": level_name,
                                     "ordering": order_name, **{k: record[k] for k in (
                                         "case_id", "l1_correct", "shift", "cc_error_mm", "dice", "id_rate",

@@ -252,6 +252,38 @@ def test_first_box_goes_to_the_spine_not_to_the_table():
         TraversalConfig(first_box="middle")
 
 
+def test_first_box_follows_the_context_network_when_it_sees_the_spine():
+    """Fix (d): the instance net segments more of a sternum than of the spine; a judge that calls one
+    candidate a vertebra moves the start there, and a judge that is sure of none leaves the voxel rule."""
+    from vertebra.image import Geometry
+    from vertebra.instance.scan import PreparedScan
+    from vertebra.instance.traversal import Traversal
+
+    hu = np.full((40, 60, 60), 40, np.int16)
+    hu[:, 40:50, 10:20] = 300                                   # the spine: 40 x 40 mm
+    hu[:, 5:17, 35:50] = 300                                    # a sternum, larger, densest spot first
+    scan = PreparedScan(hu, Geometry(spacing_mm=(4.0,) * 3))
+    spine_yx, sternum_yx = np.array([44.5, 14.5]), np.array([10.5, 42.0])
+    cfg = TraversalConfig(patch_voxels=16, first_box="bone_peaks")
+    calls = []
+
+    def judge(sure: float):
+        def on_spine(centres):
+            calls.append(len(centres))
+            near = np.linalg.norm(np.asarray(centres)[:, 1:] - spine_yx, axis=1) < 3
+            return np.where(near, sure, 0.1)
+        return on_spine
+
+    voxels = Traversal(SegmentsCompactBone(), scan, cfg).first_box_centre()
+    seen = Traversal(SegmentsCompactBone(), scan, cfg, on_spine=judge(0.9)).first_box_centre()
+    unsure = Traversal(SegmentsCompactBone(), scan, cfg, on_spine=judge(0.4)).first_box_centre()
+    assert np.linalg.norm(voxels[1:] - sternum_yx) < 3
+    assert np.linalg.norm(seen[1:] - spine_yx) < 3
+    assert np.allclose(unsure, voxels)
+    candidates = len(Traversal(SegmentsCompactBone(), scan, cfg).bone_peaks())
+    assert candidates >= 2 and calls == [candidates, candidates]     # one call a walk, every candidate
+
+
 def test_more_pieces_than_a_spine_holds_keep_the_25_largest():
     """Two merged walks that ran past the spine can bring more than 25 pieces; the smallest leave the mask."""
     from vertebra.image import Geometry

@@ -177,3 +177,18 @@ def test_fix_e_needs_the_context_levels(tmp_path):
     from vertebra.instance.run import run_row
     with pytest.raises(ValueError, match="fix_context_levels"):
         run_row({"fix_monotone_ordering": True, "scale": "smoke"}, tmp_path, train_cases=[], test_cases=[])
+
+
+def test_label_spine_asks_the_context_network_where_to_start(toy):
+    """With a context network and the bone-peak first box, the walk's candidates are judged (one read,
+    in world mm, near the top of the scan) before the pieces are."""
+    traversal = TraversalConfig(patch_voxels=32, scan_stride_voxels=16, min_bone_cm3=0.5, first_box="bone_peaks",
+                                first_box_slab_mm=80.0)
+    context = FixedContext(top=10.0, floor_mm=-1e9)
+    reads = []
+    read = context.read
+    context.read = lambda scan, centres: (reads.append(np.asarray(centres).reshape(-1, 3)), read(scan, centres))[1]
+    result = label_spine(InstanceBundle({"down": Oracle("down")}, 4.0, traversal, context=context), toy[0])
+    candidates, pieces = reads
+    assert 1 <= len(candidates) <= traversal.first_box_candidates and len(pieces) == len(result.levels)
+    assert candidates[:, 2].min() > pieces[:, 2].mean()           # the first box lies at the top (world z)

@@ -50,6 +50,7 @@ def test_run_row_writes_every_result_file(tmp_path, monkeypatch):
         assert (out / name).is_file(), name
     assert json.loads((out / "metrics.json").read_text(encoding="utf-8"))["n_test"] == 1 == metrics["n_test"]
     assert metrics["context_level_mae_val"] >= 0                  # fix (d) trained and scored its network
+    assert metrics["context_level_mae_val_calibrated"] >= 0 and metrics["n_train_context"] == 2
     from vertebra.instance.run import WALK_THRESHOLDS
     walks = metrics["walk_dice_val_by_threshold"]                # the threshold was chosen on whole walks
     assert list(walks) == [str(t) for t in WALK_THRESHOLDS] and str(metrics["threshold"]) in walks

@@ -2,8 +2,9 @@
 
 Writes ``DIR/spine_mask.nii.gz`` (VerSe labels on the input scan's grid) and ``DIR/levels.json``: per
 vertebra, top to bottom, its label and name, centroid (world mm, x y z, LPS), craniocaudal range (world z,
-mm), regressed level, and for L1 the confidence of the labelling (log-likelihood margin to the runner-up
-ordering of Eq. 2, and its posterior share).
+mm), regressed level, and for L1 the confidence of the labelling under the bundle's ordering rule: the
+log-likelihood margin of the L1 decision (Eq. 2: over the runner-up ordering; fix (e): over the best
+labelling with L1 elsewhere) and the labelling's posterior share.
 """
 from __future__ import annotations
 

@@ -100,6 +100,18 @@ def level_log_likelihood(predicted_levels, sigma: float = 2.0, max_level: int = 
     return -0.5 * ((pred - j) / float(sigma)) ** 2
 
 
+def _weighted_table(predicted_levels, sigma: float, top: int, weights=None) -> np.ndarray:
+    """The (N, top) table of Eq. 2's log-likelihoods, each row times its vertebra's weight; the checks
+    both labelling rules need (finite levels, one weight per vertebra)."""
+    pred = np.asarray(predicted_levels, dtype=float).ravel()
+    if not np.all(np.isfinite(pred)):
+        raise ValueError(f"predicted levels must be finite, got {pred.tolist()}")
+    w = np.ones(pred.size) if weights is None else np.asarray(weights, dtype=float).ravel()
+    if w.shape != pred.shape:
+        raise ValueError(f"weights must have one entry per vertebra ({pred.size}), got shape {w.shape}")
+    return level_log_likelihood(pred, sigma, top) * w[:, None]
+
+
 def most_likely_ordering(predicted_levels, sigma: float = 2.0, allow_l6: bool = True,
                          l6_log_prior: float = 0.0, has_t13: bool = False,
                          weights=None) -> Ordering:
@@ -114,20 +126,13 @@ def most_likely_ordering(predicted_levels, sigma: float = 2.0, allow_l6: bool = 
         weights: optional per-vertebra weights on the log-likelihood terms (0 = ignore that vertebra's
             regression, e.g. a partly visible one flagged by the completeness head).
     """
-    pred = np.asarray(predicted_levels, dtype=float).ravel()
-    n = pred.size
     top = MAX_LEVEL if allow_l6 else LAST_STANDARD_LEVEL
+    n = np.asarray(predicted_levels).size
     if n == 0:
         return Ordering((), (), 0.0, float("inf"), 1.0)
     if n > top:
         raise ValueError(f"{n} vertebrae cannot be labelled with consecutive levels 1..{top}")
-    if not np.all(np.isfinite(pred)):
-        raise ValueError(f"predicted levels must be finite, got {pred.tolist()}")
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float).ravel()
-    if w.shape != (n,):
-        raise ValueError(f"weights must have one entry per vertebra ({n}), got shape {w.shape}")
-
-    table = level_log_likelihood(pred, sigma, top) * w[:, None]
+    table = _weighted_table(predicted_levels, sigma, top, weights)
     starts = np.arange(1, top - n + 2)                        # first level of each candidate ordering
     rows = np.arange(n)
     scores = np.array([table[rows, s - 1 + rows].sum() for s in starts])
@@ -158,17 +163,11 @@ def most_likely_monotone_labelling(predicted_levels, sigma: float = 1.0, skip_lo
     ``confidence`` is the log-likelihood margin of the L1 decision: over the best labelling in which the
     piece(s) labelled L1 are not L1, or, when no piece is labelled L1, over the best that names one L1;
     ``posterior`` is the best labelling's share of the likelihood summed over all monotone labellings."""
-    pred = np.asarray(predicted_levels, dtype=float).ravel()
-    n = pred.size
     top = MAX_LEVEL if allow_l6 else LAST_STANDARD_LEVEL
+    n = np.asarray(predicted_levels).size
     if n == 0:
         return Ordering((), (), 0.0, float("inf"), 1.0)
-    if not np.all(np.isfinite(pred)):
-        raise ValueError(f"predicted levels must be finite, got {pred.tolist()}")
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float).ravel()
-    if w.shape != (n,):
-        raise ValueError(f"weights must have one entry per vertebra ({n}), got shape {w.shape}")
-    table = level_log_likelihood(pred, sigma, top) * w[:, None]
+    table = _weighted_table(predicted_levels, sigma, top, weights)
     step = _monotone_transitions(top, skip_log_prior, split_log_prior)
 
     def viterbi(emission):

@@ -13,7 +13,10 @@ largest are labelled and the rest leave the mask.
 With a context network in the bundle (fix (d), beyond the paper; `vertebra.instance.context`), every
 piece is looked at once more, at its centroid, before the ordering: its level from the wide view
 replaces the instance head's, and a piece whose centre it does not call a vertebra (sacrum, pelvis,
-ribs, where the walk ran on past the spine) leaves the labelling and the mask.
+ribs, where the walk ran on past the spine) leaves the labelling and the mask. The same network also
+picks where the walk starts (`context_judge`): of the first-box candidates, the one it finds most likely
+on a vertebra, so that a walk does not start on a rib or the sternum because the instance network
+segments more of it.
 
 With fix (e) (the bundle's ``ordering`` rule "monotone", `vertebra.instance.ordering`) the labels only
 have to descend the spine: a level may be skipped, and pieces that share one are one vertebra.
@@ -33,9 +36,10 @@ from scipy import ndimage
 from ..image import Volume
 from ..labels import L1, name
 from .levels import MAX_LEVEL
+from .context import ContextModel
 from .ordering import Ordering, OrderingConfig
 from .scan import PreparedScan, back_to_input, prepare_scan
-from .traversal import TraversalResult, traverse
+from .traversal import SpineJudge, TraversalResult, traverse
 from .weights import InstanceBundle
 
 
@@ -101,18 +105,32 @@ def _centroids(instances: np.ndarray, ids: list[int]) -> dict[int, tuple]:
     return dict(zip(ids, ndimage.center_of_mass(np.ones(instances.shape, np.uint8), instances, ids))) if ids else {}
 
 
+def context_judge(context: ContextModel, context_scan: PreparedScan, prepared: PreparedScan) -> SpineJudge:
+    """Fix (d)'s ``on_spine`` for the traversal: the context network's probability that each voxel
+    (z, y, x) of ``prepared`` lies on a vertebra, read on ``context_scan`` (the same scan on the context
+    grid, `ContextModel.prepare`)."""
+    grid = prepared.volume(prepared.image_hu)
+
+    def on_spine(centres_zyx: np.ndarray) -> np.ndarray:
+        return context.read(context_scan, grid.index_to_world(np.asarray(centres_zyx, float)))[1]
+
+    return on_spine
+
+
 def apply_context(bundle: InstanceBundle, image: Volume, prepared: PreparedScan, instances: np.ndarray,
-                  evidence: list[dict]) -> tuple[np.ndarray, list[dict]]:
+                  evidence: list[dict], context_scan: PreparedScan | None = None) -> tuple[np.ndarray, list[dict]]:
     """Fix (d): each piece's level from the context network, and the pieces off the spine removed.
 
-    Returns a new instance map and evidence; each entry keeps the instance head's levels under
-    ``head_levels`` and gains ``vertebra_probability``."""
+    ``context_scan``: ``image`` on the context grid, when the caller has it already. Returns a new
+    instance map and evidence; each entry keeps the instance head's levels under ``head_levels`` and
+    gains ``vertebra_probability``."""
     present, _ = _present(instances, len(evidence))
     if not present:
         return instances, evidence
     centroids = _centroids(instances, present)
     world = prepared.volume(instances).index_to_world([centroids[i] for i in present])
-    levels, probability = bundle.context.read(bundle.context.prepare(image), world)
+    context_scan = bundle.context.prepare(image) if context_scan is None else context_scan
+    levels, probability = bundle.context.read(context_scan, world)
     evidence = [dict(e) for e in evidence]
     off_spine = []
     for i, level, p in zip(present, levels, probability):
@@ -175,10 +193,12 @@ def _relabel(instances: np.ndarray, evidence: list[dict], prepared: PreparedScan
     return lut[instances], entries, ordering
 
 
-def walk_spine(models: dict, prepared: PreparedScan, traversal) -> tuple[list[TraversalResult], np.ndarray, list[dict]]:
+def walk_spine(models: dict, prepared: PreparedScan, traversal,
+               on_spine: SpineJudge | None = None) -> tuple[list[TraversalResult], np.ndarray, list[dict]]:
     """The walk(s) of ``models`` ({direction: model}) over a prepared scan: the traversals, one instance
-    map (two walks merged by `merge_traversals`) and each piece's evidence (levels, completeness)."""
-    runs = {d: traverse(m, prepared, traversal, d) for d, m in sorted(models.items())}
+    map (two walks merged by `merge_traversals`) and each piece's evidence (levels, completeness).
+    ``on_spine``: fix (d)'s judge of the first box (`context_judge`)."""
+    runs = {d: traverse(m, prepared, traversal, d, on_spine) for d, m in sorted(models.items())}
     if len(runs) == 2:
         instances, evidence = merge_traversals(runs["down"], runs["up"])
     else:
@@ -190,11 +210,11 @@ def walk_spine(models: dict, prepared: PreparedScan, traversal) -> tuple[list[Tr
 
 def label_walk(bundle: InstanceBundle, image: Volume, prepared: PreparedScan, runs: list[TraversalResult],
                instances: np.ndarray, evidence: list[dict], map_back: bool = True,
-               started: float | None = None) -> SpineLabelling:
+               started: float | None = None, context_scan: PreparedScan | None = None) -> SpineLabelling:
     """Label the pieces of a walk (`walk_spine`) with the bundle's context network and ordering rule."""
     started = time.perf_counter() if started is None else started
     if bundle.context is not None:
-        instances, evidence = apply_context(bundle, image, prepared, instances, evidence)
+        instances, evidence = apply_context(bundle, image, prepared, instances, evidence, context_scan)
     labels, entries, ordering = _relabel(instances, evidence, prepared, bundle.ordering)
     l1_conf = {"log_likelihood_margin": round(ordering.confidence, 3) if np.isfinite(ordering.confidence) else None,
                "posterior": round(ordering.posterior, 4)}
@@ -208,5 +228,10 @@ def label_spine(bundle: InstanceBundle, image: Volume, map_back: bool = True) ->
     """Label every vertebra of ``image`` (any orientation; HU) with the bundle's model(s)."""
     t0 = time.perf_counter()
     prepared = prepare_scan(image, spacing_mm=bundle.spacing_mm)
-    runs, instances, evidence = walk_spine(bundle.models, prepared, bundle.traversal)
-    return label_walk(bundle, image, prepared, runs, instances, evidence, map_back, started=t0)
+    context_scan, on_spine = None, None
+    if bundle.context is not None:                      # fix (d): prepared once, for the first box and the levels
+        context_scan = bundle.context.prepare(image)
+        on_spine = context_judge(bundle.context, context_scan, prepared)
+    runs, instances, evidence = walk_spine(bundle.models, prepared, bundle.traversal, on_spine)
+    return label_walk(bundle, image, prepared, runs, instances, evidence, map_back, started=t0,
+                      context_scan=context_scan)

@@ -89,6 +89,14 @@ CONTEXT_FINAL_LR_FRACTION = 0.05
 MONOTONE_ORDERING = OrderingConfig("monotone", sigma=1.0, skip_log_prior=-1.0, split_log_prior=-1.0)
 
 
+def validation_split(items: list) -> tuple[list, list]:
+    """(training, validation) of a row's `instance` scans: the last 10 % (at least one) held out; a
+    single scan serves as both."""
+    items = list(items)
+    n_val = max(1, round(0.1 * len(items))) if len(items) > 1 else 0
+    return items[:len(items) - n_val], items[len(items) - n_val:] or items
+
+
 def model_directions(params: dict) -> dict[str, str]:
     """{traversal direction: training mode} of the models a row trains."""
     if params["fix_combine_directions"]:
@@ -151,8 +159,7 @@ def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=N
         raise ValueError("fix_monotone_ordering labels the context network's levels: it needs fix_context_levels")
 
     scans = [prepare_case(read_verse_case(c), scale.instance_spacing_mm) for c in tqdm(train_cases, desc="prepare")]
-    n_val = max(1, round(0.1 * len(scans))) if len(scans) > 1 else 0
-    train_scans, val_scans = scans[:len(scans) - n_val], scans[len(scans) - n_val:] or scans
+    train_scans, val_scans = validation_split(scans)
     patch = PatchConfig(patch_voxels=scale.instance_patch, spacing_mm=scale.instance_spacing_mm,
                         mode=params["mode"], empty_fraction=float(params["empty_fraction"]),
                         edge_fraction=EDGE_FRACTION if params["fix_edge_patches"] else 0.0)
@@ -193,14 +200,14 @@ def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=N
     threshold = max(WALK_THRESHOLDS, key=lambda t: (np.nan_to_num(walk_scores[t], nan=-1.0), -t))
     best = THRESHOLDS.index(threshold)
     traversal = dataclasses.replace(walk_base, threshold=threshold)
-    context, context_mae = None, None
+    context, context_mae, context_train = None, (None, None), []
     if params["fix_context_levels"]:
         if context_cases is None:
             from ..phantom import cohort
             context_cases = [] if own_cases else cohort("hand", spacing_mm=scale.phantom_spacing_mm,
                                                         n=scale.cohort_sizes["hand"], seed=seed)
-        context, context_mae = calibrated_context(list(train_cases)[:len(train_scans)] + list(context_cases),
-                                                  list(train_cases)[len(train_scans):], scale, seed)
+        context_train = list(train_cases)[:len(train_scans)] + list(context_cases)
+        context, context_mae = calibrated_context(context_train, list(train_cases)[len(train_scans):], scale, seed)
     ordering = MONOTONE_ORDERING if params["fix_monotone_ordering"] else OrderingConfig()
     bundle = InstanceBundle(models, scale.instance_spacing_mm, traversal, dict(params), context, ordering)
 
@@ -215,7 +222,10 @@ def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=N
                "dice_val_by_threshold": dict(zip(map(str, THRESHOLDS), scores.round(4).tolist())),
                "walk_dice_val_by_threshold": {str(t): round(v, 4) for t, v in walk_scores.items()},
                "n_train": len(train_scans), "n_val": len(val_scans), "n_test": len(records),
-               "context_level_mae_val": None if context_mae is None else round(context_mae, 3),
+               "n_train_context": len(context_train) if context is not None else None,
+               # before the calibration, and after it (fitted on these scans: not independent)
+               "context_level_mae_val": None if context_mae[0] is None else round(context_mae[0], 3),
+               "context_level_mae_val_calibrated": None if context_mae[1] is None else round(context_mae[1], 3),
                "context_level_calibration": None if context is None else
                {"scale": round(context.level_scale, 4), "offset": round(context.level_offset, 4)},
                "ordering": ordering.to_dict(),
@@ -249,12 +259,14 @@ def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=N
 _TIMING_KEYS = ("seconds", "network_seconds")
 
 
-def calibrated_context(cases, val_cases, scale, seed: int) -> tuple[ContextModel, float]:
+def calibrated_context(cases, val_cases, scale, seed: int) -> tuple[ContextModel, tuple[float, float]]:
     """Fix (d)'s context network trained on ``cases`` (`train_context`) and calibrated on ``val_cases``
-    (`context.calibrate_levels`), with its mean level error on them before calibration."""
+    (`context.calibrate_levels`), with its mean level error on them before and after the calibration
+    (after: on the scans it was fitted on, so not an independent estimate)."""
     context = train_context(cases, scale, seed)
     val = [prepare_case(read_verse_case(c), context.config.spacing_mm) for c in val_cases]
-    return calibrate_levels(context, val), float(np.mean(level_errors(context, val)))
+    calibrated = calibrate_levels(context, val)
+    return calibrated, (float(np.mean(level_errors(context, val))), float(np.mean(level_errors(calibrated, val))))
 
 
 def train_context(cases, scale, seed: int) -> ContextModel:

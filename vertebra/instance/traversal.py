@@ -7,7 +7,10 @@ On a `PreparedScan` (z index increasing towards the head), in top-down mode:
    patient table under (or, prone, in front of) the body is "bone" to that rule and pulls the mean off
    the spine; ``first_box="bone_peaks"`` instead finds the few densest spots of bone in the top slab
    (a square window of about a vertebral body), lets the network segment each, and starts where it
-   found the most vertebra (one pass per candidate).
+   found the most vertebra (one pass per candidate). Given ``on_spine`` (fix (d): the context network's
+   probability that a point lies on a vertebra), it starts instead at the candidate most likely on the
+   spine, when one reaches ``first_box_min_probability``: the instance network at the quick scale
+   segments more of a rib or the sternum than of a vertebra seen from above.
 2. If the network finds less than ``min_bone_cm3`` (1 cm³) of vertebra there, the box scans the scan
    from the top corner with a stride of ``scan_stride_voxels`` in x and y (paper: 64), then one stride
    lower (at most ``scan_levels`` grids), until it finds more than ``scan_bone_cm3`` of vertebra.
@@ -28,6 +31,7 @@ the total, for the benchmark.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -67,6 +71,8 @@ class TraversalConfig:
     first_box_candidates: int = 3
     first_box_slab_mm: float = 10.0
     first_box_window_mm: float = 40.0
+    #: with an ``on_spine`` judge (fix (d)), a candidate at least this likely on a vertebra is preferred
+    first_box_min_probability: float = 0.5
 
     def __post_init__(self):
         if self.first_box not in FIRST_BOX_RULES:
@@ -102,13 +108,20 @@ class TraversalResult:
     stop_reason: str = ""
 
 
-class Traversal:
-    """One traversal of ``model`` over ``scan`` in direction ``"down"`` (top-down) or ``"up"`` (bottom-up)."""
+#: ``on_spine(centres)``: for (n, 3) voxel indices (z, y, x) of the prepared scan, the probability that
+#: each lies on a vertebra (fix (d)'s context network, `pipeline.context_judge`)
+SpineJudge = Callable[[np.ndarray], np.ndarray]
 
-    def __init__(self, model: torch.nn.Module, scan: PreparedScan, config: TraversalConfig, direction: str = "down"):
+
+class Traversal:
+    """One traversal of ``model`` over ``scan`` in direction ``"down"`` (top-down) or ``"up"`` (bottom-up);
+    ``on_spine`` (optional) helps choose the first box (module docstring, step 1)."""
+
+    def __init__(self, model: torch.nn.Module, scan: PreparedScan, config: TraversalConfig, direction: str = "down",
+                 on_spine: SpineJudge | None = None):
         if direction not in ("down", "up"):
             raise ValueError(f"direction must be 'down' or 'up', got {direction!r}")
-        self.model, self.scan, self.cfg = model, scan, config
+        self.model, self.scan, self.cfg, self.on_spine = model, scan, config, on_spine
         self.sign = -1 if direction == "down" else 1              # z index change when moving along the spine
         self.image = to_network(scan.image_hu)
         self.memory = np.zeros(scan.shape, bool)
@@ -196,15 +209,22 @@ class Traversal:
         return out
 
     def first_box_centre(self) -> np.ndarray:
-        """Step 1 by ``first_box``: the paper's mean of bone, or the bone peak the network likes best."""
+        """Step 1 by ``first_box``: the paper's mean of bone, or the bone peak the network likes best
+        (the one ``on_spine`` finds most likely on a vertebra, when given and sure enough)."""
         if self.cfg.first_box == "bone_mean":
             return self.first_centre()
-        best, best_voxels = None, -1
+        starts, voxels = [], []
         for centre in self.bone_peaks():
             mask, corner, *_ = self.segment(centre)
-            if mask.sum() > best_voxels:
-                best, best_voxels = (self._centroid(mask, corner) if mask.any() else centre), int(mask.sum())
-        return self.first_centre() if best is None else best
+            starts.append(self._centroid(mask, corner) if mask.any() else centre)
+            voxels.append(int(mask.sum()))
+        if not starts:
+            return self.first_centre()
+        if self.on_spine is not None:
+            probability = np.asarray(self.on_spine(np.array(starts)), float)
+            if probability.max() >= self.cfg.first_box_min_probability:
+                return starts[int(np.argmax(probability))]
+        return starts[int(np.argmax(voxels))]                  # ties: the densest candidate
 
     def scan_for_bone(self, z_start: float) -> np.ndarray | None:
         """Step 2: boxes on an x-y grid from the corner, moving along z, until enough bone is found."""
@@ -267,11 +287,11 @@ class Traversal:
 
 
 def traverse(model: torch.nn.Module, scan: PreparedScan, config: TraversalConfig = TraversalConfig(),
-             direction: str = "down") -> TraversalResult:
+             direction: str = "down", on_spine: SpineJudge | None = None) -> TraversalResult:
     """Segment the spine of ``scan`` vertebra by vertebra (see module docstring); model in eval mode."""
     was_training = model.training
     model.eval()
     try:
-        return Traversal(model, scan, config, direction).run()
+        return Traversal(model, scan, config, direction, on_spine).run()
     finally:
         model.train(was_training)
