@@ -15,7 +15,8 @@ from vertebra.instance.weights import InstanceBundle, load_bundle
 from vertebra.results import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the rows whose walks differ (fix (d)'s rows walk as "instance" and "instance-fix-edge" do)
+#: the rows whose networks differ (fix (d)'s rows reuse the networks of "instance" and "instance-fix-edge";
+#: their walks start where the context network sees a vertebra, see `pipeline.context_judge`)
 ALL_ROWS = "instance,instance-fix-combined,instance-fix-edge,instance-fix-completeness"
 
 
