@@ -41,10 +41,11 @@ NOTES = [
     "The library trains and predicts in fp32 channels-last 3D (`TrainConfig.channels_last`), the "
     "fastest fp32 setting here. bf16 autocast is bit-exact from run to run at a fixed thread count "
     "(checked at 1 and 2 threads, 3 Adam steps, batch 2, quick grid) but not bit-identical to fp32, and "
-    "its speed depends on bf16 hardware (AMX here), so results would differ between machines: it is "
-    "measured, not used.",
-    "FLOP/s fractions divide by the fp32 matmul rate even for bf16 runs: this CPU multiplies bf16 on "
-    "AMX units, so a bf16 network can exceed the fp32 reference (a fraction above 1).",
+    "its speed depends on bf16 hardware (Intel AMX, AVX-512 BF16; the result's provenance names this "
+    "CPU's), so results would differ between machines: it is measured, not used.",
+    "FLOP/s fractions divide by the fp32 matmul rate even for bf16 runs: a CPU with bf16 units (AMX or "
+    "AVX-512 BF16) multiplies bf16 faster than fp32, so a bf16 network can exceed the fp32 reference (a "
+    "fraction above 1).",
     "torch.jit.freeze + optimize_for_inference (the oneDNN/mkldnn inference path) cannot script the "
     "U-Net as written (the skip list's size is not static), so it is not timed.",
 ]

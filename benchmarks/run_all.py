@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from vertebra.results import provenance, write_json_atomic
 
+    from benchmarks import cpu_description, cpu_label
+    cpu = cpu_description()
+
     rows, failed = [], []
     for name in discover([n for n in args.only.split(",") if n]):
         log.info("benchmark %s ...", name)
@@ -115,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         result["machine_load"] = {"before": load_before, "after": load_after,
                                   "loaded": bool(load_before["loaded"] or load_after["loaded"])}
         result["provenance"] = provenance(0, {"benchmark": name, "quick": args.quick}, started)
+        # the machine column of the book's table: which CPU, not only its architecture
+        result["provenance"]["cpu"] = cpu
+        result["provenance"]["device"] = f"{result['provenance']['device']}, {cpu_label(cpu)}"
         write_json_atomic(args.out / f"{name}.json", result)
         log.info("benchmark %s: %.0f s, wrote %s", name, time.time() - started, args.out / f"{name}.json")
         rows += summary_rows(name, result)
