@@ -158,8 +158,10 @@ def run(quick: bool = False) -> dict:
     matmul = {"matmul_fp32": lambda: torch.mm(a, b)}
     matmul["matmul_fp32_1thread"] = _with_threads(lambda: torch.mm(a, b), 1)
 
-    train_s = time_interleaved({**train, **matmul}, rounds=3 if quick else 1)
-    infer_s = time_interleaved({**infer, **matmul}, rounds=5 if quick else 3)
+    # five rounds of every training step (about 7 s a round at the quick width): with one round, the
+    # training ratios moved by a third between two runs on a quiet machine
+    train_s = time_interleaved({**train, **matmul}, rounds=5)
+    infer_s = time_interleaved({**infer, **matmul}, rounds=7)
     t_train = {k: median(v) for k, v in train_s.items()}
     t_infer = {k: median(v) for k, v in infer_s.items()}
     def peak(name):  # best matmul rate of the rounds, FLOP/s

@@ -1,0 +1,31 @@
+"""scripts/instance_seed_study.py: the summary table of an instance row trained with several seeds."""
+import json
+
+from test_instance_memory_probe import load_script
+
+
+def _metrics(folder, l1_acc, walk_dice):
+    folder.mkdir(parents=True)
+    test = {"l1_acc": l1_acc, "med_err_mm": 8.0, "avg_err_mm": 9.0, "dice": 0.3, "id_rate": 0.4,
+            "missing_cases": ["a", "b"]}
+    (folder / "metrics.json").write_text(json.dumps({
+        "test": test, "n_test": 40, "threshold": 0.98, "dice_val": 0.6,
+        "walk_dice_val_by_threshold": {"0.95": 0.1, "0.98": walk_dice}, "context_level_mae_val": 0.2}))
+
+
+def test_collect_puts_the_committed_row_as_seed_zero_beside_the_study_runs(tmp_path, monkeypatch):
+    module = load_script("instance_seed_study", monkeypatch)
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    monkeypatch.setattr(module, "OUT", tmp_path / "results" / "instance_seed_study")
+    monkeypatch.setattr(module, "TABLE", tmp_path / "results" / "instance_seed_study.csv")
+    monkeypatch.setattr(module, "ROWS", ("row-a",))
+    _metrics(tmp_path / "results" / "runs" / "row-a", 0.5, 0.3)
+    _metrics(tmp_path / "results" / "instance_seed_study" / "row-a-seed2", 0.25, 0.2)
+    _metrics(tmp_path / "results" / "instance_seed_study" / "row-a-seed1", 0.75, 0.4)
+    table = module.collect()
+    assert table["seed"].tolist() == [0, 1, 2]
+    assert table["source"].tolist() == ["committed row", "this study", "this study"]
+    assert table["l1_acc"].tolist() == [0.5, 0.75, 0.25]
+    assert table["walk_dice_val"].tolist() == [0.3, 0.4, 0.2]       # at the row's chosen threshold
+    assert table["n_l1_missing"].tolist() == [2, 2, 2]
+    assert (tmp_path / "results" / "instance_seed_study.csv").read_text().startswith("row,seed,")
