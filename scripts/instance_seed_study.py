@@ -9,10 +9,12 @@ is the committed row itself; running it here too checks that a run on the same k
 
     OMP_NUM_THREADS=1 python scripts/instance_seed_study.py run ROW SEED   # one row and seed (~25 min)
     python scripts/instance_seed_study.py collect                         # results/instance_seed_study.csv
+    python scripts/instance_seed_study.py export ROW SEED                 # its weights.pt next to it
 
 ``run`` writes ``<cache>/instance-seed-study/<row>-seed<k>/`` (weights there, not in git) and copies its
 ``metrics.json`` and ``per_case.csv`` to ``results/instance_seed_study/<row>-seed<k>/``; a finished run is
-skipped. Use a cache of its own (``VERTEBRA_CACHE=...``): the instance networks' checkpoint key holds the
+skipped. ``collect`` marks the network with the best validation walk Dice within each row and over
+both: a choice that needs no test scan. Use a cache of its own (``VERTEBRA_CACHE=...``): the instance networks' checkpoint key holds the
 row's parameters and seed but not its training scans, so a notebook run with ``seed=k`` (seed-k cohorts)
 would otherwise resume this script's checkpoints.
 """
@@ -84,8 +86,27 @@ def collect() -> pd.DataFrame:
             seed = int(folder.name.rsplit("-seed", 1)[1])
             lines.append(_summary(row, seed, folder, "this study"))
     table = pd.DataFrame(lines)
+    # the choice a user could make without a test scan: the network with the best validation walk Dice,
+    # within each row and over both
+    walk = table["walk_dice_val"].fillna(-1.0)
+    table["best_walk_in_row"] = walk == walk.groupby(table["row"]).transform("max")
+    table["best_walk_overall"] = walk == walk.max()
     write_text_atomic(TABLE, table.to_csv(index=False, float_format="%.4g"))
     return table
+
+
+def export(row: str, seed: int) -> Path:
+    """Copy one study run's weights from the cache next to its metrics, for ``label-spine --weights``."""
+    name = f"{row}-seed{seed}"
+    source = cache_dir() / "instance-seed-study" / name / "weights.pt"
+    if not source.is_file():
+        raise SystemExit(f"{source}: no such weights (run `run {row} {seed}` first, with the same VERTEBRA_CACHE)")
+    target = OUT / name / "weights.pt"
+    tmp = target.with_suffix(".pt.tmp")
+    shutil.copy2(source, tmp)
+    tmp.replace(target)
+    print(f"{name}: weights copied to {target.relative_to(ROOT)}")
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,9 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("row", choices=ROWS)
     one.add_argument("seed", type=int)
     sub.add_parser("collect", help=f"write {TABLE.relative_to(ROOT)}")
+    keep = sub.add_parser("export", help="copy one run's weights next to its metrics")
+    keep.add_argument("row", choices=ROWS)
+    keep.add_argument("seed", type=int)
     args = parser.parse_args(argv)
     if args.command == "run":
         run(args.row, args.seed)
+    elif args.command == "export":
+        export(args.row, args.seed)
     else:
         print(collect().to_string(index=False))
     return 0

@@ -28,4 +28,5 @@ def test_collect_puts_the_committed_row_as_seed_zero_beside_the_study_runs(tmp_p
     assert table["l1_acc"].tolist() == [0.5, 0.75, 0.25]
     assert table["walk_dice_val"].tolist() == [0.3, 0.4, 0.2]       # at the row's chosen threshold
     assert table["n_l1_missing"].tolist() == [2, 2, 2]
+    assert table["best_walk_in_row"].tolist() == [False, True, False]
     assert (tmp_path / "results" / "instance_seed_study.csv").read_text().startswith("row,seed,")
