@@ -12,9 +12,10 @@ is the committed row itself; running it here too checks that a run on the same k
     python scripts/instance_seed_study.py export ROW SEED                 # its weights.pt next to it
 
 ``run`` writes ``<cache>/instance-seed-study/<row>-seed<k>/`` (weights there, not in git) and copies its
-``metrics.json`` and ``per_case.csv`` to ``results/instance_seed_study/<row>-seed<k>/``; a finished run is
-skipped. ``collect`` marks the network with the best validation walk Dice within each row and over
-both: a choice that needs no test scan. Use a cache of its own (``VERTEBRA_CACHE=...``): the instance networks' checkpoint key holds the
+``metrics.json``, ``per_case.csv``, ``params.json`` and ``provenance.json`` to
+``results/instance_seed_study/<row>-seed<k>/``; a finished run is skipped. ``collect`` marks the
+network with the best validation walk Dice within each row and over both: a choice that needs no test
+scan. Use a cache of its own (``VERTEBRA_CACHE=...``): the instance networks' checkpoint key holds the
 row's parameters and seed but not its training scans, so a notebook run with ``seed=k`` (seed-k cohorts)
 would otherwise resume this script's checkpoints.
 """
@@ -58,7 +59,7 @@ def run(row: str, seed: int, scale_name: str = "quick") -> Path:
     tmp = copy.with_name(copy.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for f in ("metrics.json", "per_case.csv", "params.json"):
+    for f in ("metrics.json", "per_case.csv", "params.json", "provenance.json"):
         shutil.copy2(work / f, tmp / f)
     shutil.rmtree(copy, ignore_errors=True)
     tmp.rename(copy)
