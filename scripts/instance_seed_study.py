@@ -78,6 +78,14 @@ def _summary(row: str, seed: int, folder: Path, source: str) -> dict:
             "context_mae_val": metrics.get("context_level_mae_val")}
 
 
+def _same_results(a: Path, b: Path) -> bool:
+    """Whether two runs of a row gave the same per-scan table and metrics (the run id aside)."""
+    def metrics(folder):
+        return {k: v for k, v in json.loads((folder / "metrics.json").read_text()).items() if k != "run_id"}
+    return ((a / "per_case.csv").read_bytes() == (b / "per_case.csv").read_bytes()
+            and metrics(a) == metrics(b))
+
+
 def collect() -> pd.DataFrame:
     """One line per row and seed: the committed row as seed 0 (``results/runs``), then this study's runs."""
     lines = []
@@ -85,7 +93,11 @@ def collect() -> pd.DataFrame:
         lines.append(_summary(row, 0, ROOT / "results" / "runs" / row, "committed row"))
         for folder in sorted(OUT.glob(f"{row}-seed*")):
             seed = int(folder.name.rsplit("-seed", 1)[1])
-            lines.append(_summary(row, seed, folder, "this study"))
+            line = _summary(row, seed, folder, "this study")
+            if seed == 0:  # trained again from an empty cache: does it repeat the committed row?
+                line["source"] = "this study, seed 0 again"
+                line["same_as_committed"] = _same_results(folder, ROOT / "results" / "runs" / row)
+            lines.append(line)
     table = pd.DataFrame(lines)
     # the choice a user could make without a test scan: the network with the best validation walk Dice,
     # within each row and over both

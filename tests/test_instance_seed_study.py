@@ -30,3 +30,18 @@ def test_collect_puts_the_committed_row_as_seed_zero_beside_the_study_runs(tmp_p
     assert table["n_l1_missing"].tolist() == [2, 2, 2]
     assert table["best_walk_in_row"].tolist() == [False, True, False]
     assert (tmp_path / "results" / "instance_seed_study.csv").read_text().startswith("row,seed,")
+
+
+def test_collect_says_whether_seed_zero_trained_again_repeats_the_committed_row(tmp_path, monkeypatch):
+    module = load_script("instance_seed_study", monkeypatch)
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    monkeypatch.setattr(module, "OUT", tmp_path / "results" / "instance_seed_study")
+    monkeypatch.setattr(module, "TABLE", tmp_path / "results" / "instance_seed_study.csv")
+    monkeypatch.setattr(module, "ROWS", ("row-a",))
+    committed, again = tmp_path / "results" / "runs" / "row-a", tmp_path / "results" / "instance_seed_study" / "row-a-seed0"
+    for folder in (committed, again):
+        _metrics(folder, 0.5, 0.3)
+        (folder / "per_case.csv").write_text("case_id,l1_correct\nc0,True\n")
+    assert module.collect()["same_as_committed"].tolist()[1] is True
+    (again / "per_case.csv").write_text("case_id,l1_correct\nc0,False\n")
+    assert module.collect()["same_as_committed"].tolist()[1] is False
