@@ -144,6 +144,7 @@ def run(quick: bool = False) -> dict:
                 "ours_channels_last_bf16": ("ours", True, True, None, 1),
                 "ours_channels_last_1thread": ("ours", True, False, 1, 1),
                 "ours_channels_last_bf16_1thread": ("ours", True, True, 1, 1),
+                "ours_channels_last_batch2": ("ours", True, False, None, 2),
                 "ours_channels_last_batch4": ("ours", True, False, None, 4),
                 "paper_width_channels_last_batch4": ("paper_width", True, False, None, 4),
                 "paper_width_channels_last_bf16_batch4": ("paper_width", True, True, None, 4)}
@@ -200,6 +201,10 @@ def run(quick: bool = False) -> dict:
               f"training-step FLOP/s ({train_best}) / fp32 {MATMUL_N}^2 matmul FLOP/s, same threads"),
         ratio("infer_fraction_of_matmul_peak", infer_fraction, peak_goal,
               f"inference FLOP/s ({infer_best}) / fp32 matmul FLOP/s, same threads"),
+        ratio("train_fraction_of_matmul_peak_quick_batch",
+              fraction(t_train, train_flops, "ours_channels_last_batch2"), None,
+              "training-step FLOP/s at the quick rows' own batch of 2 (ours_channels_last_batch2) / fp32 "
+              "matmul FLOP/s: the setting `make reproduce` trains with"),
         ratio("train_fraction_of_matmul_peak_bf16", train_bf16, None,
               f"training-step FLOP/s with bf16 autocast ({train_bf16_best}) / fp32 matmul FLOP/s, same threads"),
         ratio("infer_fraction_of_matmul_peak_bf16", infer_bf16, None,
