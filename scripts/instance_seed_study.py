@@ -31,7 +31,7 @@ import pandas as pd
 
 from vertebra.cache import cache_dir
 from vertebra.experiments import get_row, get_scale
-from vertebra.results import write_text_atomic
+from vertebra.results import write_bytes_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results" / "instance_seed_study"
@@ -114,10 +114,7 @@ def export(row: str, seed: int) -> Path:
     source = cache_dir() / "instance-seed-study" / name / "weights.pt"
     if not source.is_file():
         raise SystemExit(f"{source}: no such weights (run `run {row} {seed}` first, with the same VERTEBRA_CACHE)")
-    target = OUT / name / "weights.pt"
-    tmp = target.with_suffix(".pt.tmp")
-    shutil.copy2(source, tmp)
-    tmp.replace(target)
+    target = write_bytes_atomic(OUT / name / "weights.pt", source.read_bytes())
     print(f"{name}: weights copied to {target.relative_to(ROOT)}")
     return target
 

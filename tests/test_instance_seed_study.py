@@ -1,7 +1,19 @@
 """scripts/instance_seed_study.py: the summary table of an instance row trained with several seeds."""
 import json
 
+import pytest
 from test_instance_memory_probe import load_script
+
+
+@pytest.fixture
+def study(tmp_path, monkeypatch):
+    """The script with its folders moved under tmp_path and one row, `row-a`."""
+    module = load_script("instance_seed_study", monkeypatch)
+    monkeypatch.setattr(module, "ROOT", tmp_path)
+    monkeypatch.setattr(module, "OUT", tmp_path / "results" / "instance_seed_study")
+    monkeypatch.setattr(module, "TABLE", tmp_path / "results" / "instance_seed_study.csv")
+    monkeypatch.setattr(module, "ROWS", ("row-a",))
+    return module
 
 
 def _metrics(folder, l1_acc, walk_dice):
@@ -13,16 +25,11 @@ def _metrics(folder, l1_acc, walk_dice):
         "walk_dice_val_by_threshold": {"0.95": 0.1, "0.98": walk_dice}, "context_level_mae_val": 0.2}))
 
 
-def test_collect_puts_the_committed_row_as_seed_zero_beside_the_study_runs(tmp_path, monkeypatch):
-    module = load_script("instance_seed_study", monkeypatch)
-    monkeypatch.setattr(module, "ROOT", tmp_path)
-    monkeypatch.setattr(module, "OUT", tmp_path / "results" / "instance_seed_study")
-    monkeypatch.setattr(module, "TABLE", tmp_path / "results" / "instance_seed_study.csv")
-    monkeypatch.setattr(module, "ROWS", ("row-a",))
+def test_collect_puts_the_committed_row_as_seed_zero_beside_the_study_runs(study, tmp_path):
     _metrics(tmp_path / "results" / "runs" / "row-a", 0.5, 0.3)
     _metrics(tmp_path / "results" / "instance_seed_study" / "row-a-seed2", 0.25, 0.2)
     _metrics(tmp_path / "results" / "instance_seed_study" / "row-a-seed1", 0.75, 0.4)
-    table = module.collect()
+    table = study.collect()
     assert table["seed"].tolist() == [0, 1, 2]
     assert table["source"].tolist() == ["committed row", "this study", "this study"]
     assert table["l1_acc"].tolist() == [0.5, 0.75, 0.25]
@@ -32,16 +39,12 @@ def test_collect_puts_the_committed_row_as_seed_zero_beside_the_study_runs(tmp_p
     assert (tmp_path / "results" / "instance_seed_study.csv").read_text().startswith("row,seed,")
 
 
-def test_collect_says_whether_seed_zero_trained_again_repeats_the_committed_row(tmp_path, monkeypatch):
-    module = load_script("instance_seed_study", monkeypatch)
-    monkeypatch.setattr(module, "ROOT", tmp_path)
-    monkeypatch.setattr(module, "OUT", tmp_path / "results" / "instance_seed_study")
-    monkeypatch.setattr(module, "TABLE", tmp_path / "results" / "instance_seed_study.csv")
-    monkeypatch.setattr(module, "ROWS", ("row-a",))
-    committed, again = tmp_path / "results" / "runs" / "row-a", tmp_path / "results" / "instance_seed_study" / "row-a-seed0"
+def test_collect_says_whether_seed_zero_trained_again_repeats_the_committed_row(study, tmp_path):
+    committed = tmp_path / "results" / "runs" / "row-a"
+    again = tmp_path / "results" / "instance_seed_study" / "row-a-seed0"
     for folder in (committed, again):
         _metrics(folder, 0.5, 0.3)
         (folder / "per_case.csv").write_text("case_id,l1_correct\nc0,True\n")
-    assert module.collect()["same_as_committed"].tolist()[1] is True
+    assert study.collect()["same_as_committed"].tolist()[1] is True
     (again / "per_case.csv").write_text("case_id,l1_correct\nc0,False\n")
-    assert module.collect()["same_as_committed"].tolist()[1] is False
+    assert study.collect()["same_as_committed"].tolist()[1] is False
