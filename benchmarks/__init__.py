@@ -19,42 +19,9 @@ a burst of load on the machine hits all of them alike; the median over rounds is
 """
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
-
-#: the CPU flags that decide how fast bf16 runs (Intel AMX tiles; AVX-512 BF16 dot products)
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")
-
-
-def cpu_description(cpuinfo: str | Path = "/proc/cpuinfo") -> dict:
-    """The CPU's model name and its bf16 instruction sets, from ``/proc/cpuinfo`` (Linux).
-
-    Results of this project are bit-identical only on the same kind of CPU, and bf16 speed depends on
-    those instruction sets, so every benchmark result records them; elsewhere the model is
-    ``platform.processor()`` and the flags are unknown (None)."""
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return {"model": platform.processor() or platform.machine(), "bf16_flags": None}
-    model, flags = None, set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and model is None:
-            model = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
-    return {"model": model or platform.machine(), "bf16_flags": [f for f in BF16_FLAGS if f in flags]}
-
-
-def cpu_label(cpu: dict) -> str:
-    """``AMD EPYC (bf16: avx512_bf16)``: the model and its bf16 instruction sets, for tables."""
-    flags = cpu.get("bf16_flags")
-    extra = "" if flags is None else f" (bf16: {', '.join(flags) or 'none'})"
-    return f"{cpu.get('model')}{extra}"
-
 
 def time_interleaved(candidates: dict[str, Callable[[], object]], rounds: int,
                      warmup: int = 1) -> dict[str, list[float]]:

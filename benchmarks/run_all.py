@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from vertebra.results import provenance, write_json_atomic
 
-    from benchmarks import cpu_description, cpu_label
+    from vertebra.results import cpu_description, cpu_label
     cpu = cpu_description()
 
     rows, failed = [], []

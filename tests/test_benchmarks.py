@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks` lives beside the package
-from benchmarks import cpu_description, cpu_label  # noqa: E402
+from vertebra.results import cpu_description, cpu_label  # noqa: E402
 from benchmarks.run_all import discover, summary_rows  # noqa: E402
 
 

@@ -179,6 +179,46 @@ def test_bundles_without_a_level_scale_load_with_scale_one(tmp_path):
     assert load_bundle(path).models["down"].config.level_scale == 1.0
 
 
+def test_bundles_before_first_box_z_keep_the_edge_rule_they_were_tuned_with(tmp_path):
+    from vertebra.instance.weights import InstanceBundle, load_bundle
+    net = InstanceUNet(InstanceUNetConfig(features=4))
+    path = InstanceBundle({"down": net}, 4.0, TraversalConfig(patch_voxels=32)).save(tmp_path / "old.pt")
+    state = torch.load(path, weights_only=False)
+    del state["traversal"]["first_box_z"]                               # as written before the choice existed
+    state["traversal"]["first_box_min_probability"] = 0.5               # a copy of the context threshold
+    torch.save(state, path)
+    assert load_bundle(path).traversal.first_box_z == "edge"
+    fresh = InstanceBundle({"down": net}, 4.0, TraversalConfig(patch_voxels=32)).save(tmp_path / "new.pt")
+    assert load_bundle(fresh).traversal.first_box_z == "first_slices"
+
+
+@pytest.mark.parametrize("direction", ["down", "up"])
+def test_first_box_sits_on_the_first_two_slices_or_inside_the_scan(direction):
+    """The paper centres the first box on the bone of the first two slices: half the box lies past the
+    end of the scan, as in a training patch centred on the scan's first vertebra; "edge" keeps it inside."""
+    from vertebra.image import Geometry
+    from vertebra.instance.patches import crop
+    from vertebra.instance.scan import PreparedScan
+    from vertebra.instance.traversal import Traversal
+
+    hu = np.full((40, 30, 30), 40, np.int16)
+    hu[:, 10:20, 12:18] = 300
+    scan = PreparedScan(hu, Geometry(spacing_mm=(4.0,) * 3))
+    nz, size = hu.shape[0], 16
+    for rule in ("bone_mean", "bone_peaks"):
+        on_slices = Traversal(SegmentsCompactBone(), scan, TraversalConfig(patch_voxels=size, first_box=rule),
+                              direction).first_box_centre()
+        on_edge = Traversal(SegmentsCompactBone(), scan, TraversalConfig(patch_voxels=size, first_box=rule,
+                                                                         first_box_z="edge"), direction)
+        z_edge = on_edge._first_slab(2)[1]
+        _, corner = crop(hu, (z_edge, 15, 15), size, 0)
+        assert corner[0] == (nz - size if direction == "down" else 0)           # wholly inside, on the edge
+        if rule == "bone_mean":
+            assert abs(on_slices[0] - (nz - 1.5 if direction == "down" else 0.5)) < 1e-9
+    with pytest.raises(ValueError, match="first_box_z"):
+        TraversalConfig(first_box_z="middle")
+
+
 def test_empty_patches_on_bone_hold_the_bright_voxels_outside_the_vertebrae(toy):
     """Empty patches meant to teach 'not a vertebra' are centred on bone or contrast outside the spine."""
     import dataclasses
@@ -254,7 +294,8 @@ def test_first_box_goes_to_the_spine_not_to_the_table():
 
 def test_first_box_follows_the_context_network_when_it_sees_the_spine():
     """Fix (d): the instance net segments more of a sternum than of the spine; a judge that calls one
-    candidate a vertebra moves the start there, and a judge that is sure of none leaves the voxel rule."""
+    candidate a vertebra moves the start there, and a judge that calls none a vertebra (0 everywhere,
+    as `context_judge` gives below the context network's threshold) leaves the voxel rule."""
     from vertebra.image import Geometry
     from vertebra.instance.scan import PreparedScan
     from vertebra.instance.traversal import Traversal
@@ -271,12 +312,12 @@ def test_first_box_follows_the_context_network_when_it_sees_the_spine():
         def on_spine(centres):
             calls.append(len(centres))
             near = np.linalg.norm(np.asarray(centres)[:, 1:] - spine_yx, axis=1) < 3
-            return np.where(near, sure, 0.1)
+            return np.where(near, sure, 0.0)
         return on_spine
 
     voxels = Traversal(SegmentsCompactBone(), scan, cfg).first_box_centre()
     seen = Traversal(SegmentsCompactBone(), scan, cfg, on_spine=judge(0.9)).first_box_centre()
-    unsure = Traversal(SegmentsCompactBone(), scan, cfg, on_spine=judge(0.4)).first_box_centre()
+    unsure = Traversal(SegmentsCompactBone(), scan, cfg, on_spine=judge(0.0)).first_box_centre()
     assert np.linalg.norm(voxels[1:] - sternum_yx) < 3
     assert np.linalg.norm(seen[1:] - spine_yx) < 3
     assert np.allclose(unsure, voxels)

@@ -192,3 +192,21 @@ def test_label_spine_asks_the_context_network_where_to_start(toy):
     candidates, pieces = reads
     assert 1 <= len(candidates) <= traversal.first_box_candidates and len(pieces) == len(result.levels)
     assert candidates[:, 2].min() > pieces[:, 2].mean()           # the first box lies at the top (world z)
+
+
+def test_spine_judge_calls_a_point_a_vertebra_at_the_context_networks_own_threshold():
+    """The first box and the labelling share one threshold (`ContextConfig.min_vertebra_probability`):
+    the judge gives 0 to a point the context network does not call a vertebra."""
+    from vertebra.image import Geometry
+    from vertebra.instance.pipeline import context_judge
+    from vertebra.instance.scan import PreparedScan
+
+    class Fixed(ContextModel):
+        def read(self, scan, centres_mm):
+            return np.zeros(len(centres_mm)), np.array([0.2, 0.49, 0.5, 0.9])[:len(centres_mm)]
+
+    scan = PreparedScan(np.zeros((8, 8, 8), np.int16), Geometry(spacing_mm=(4.0,) * 3))
+    context = Fixed(ContextNet(ContextNetConfig(features=2), CONFIG.box_zyx), CONFIG)
+    judge = context_judge(context, scan, scan)
+    assert CONFIG.min_vertebra_probability == 0.5
+    assert judge(np.zeros((4, 3))).tolist() == [0.0, 0.0, 0.5, 0.9]

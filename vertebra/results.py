@@ -62,13 +62,20 @@ def _jsonable(x):
     raise TypeError(f"{type(x).__name__} is not JSON serialisable")
 
 
+#: folders a reproduction writes, which `git_commit` does not count as changes to the code
+_RESULT_PATHS = ("results", "book/executed")
+
+
 def git_commit(cwd: str | Path | None = None) -> str | None:
-    """The current git commit (with '-dirty' if the tree has changes), or None outside git."""
+    """The current git commit (with '-dirty' if tracked files other than the results have changes),
+    or None outside git. Results (``results/``, the executed notebooks) change while a reproduction
+    runs; they do not make the code that wrote them differ from the commit."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                *(f":(top,exclude){p}" for p in _RESULT_PATHS)],
+                               cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -82,6 +89,37 @@ def package_versions(names=_PACKAGES) -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+#: the CPU flags that decide how fast bf16 runs (Intel AMX tiles; AVX-512 BF16 dot products)
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_description(cpuinfo: str | Path = "/proc/cpuinfo") -> dict:
+    """The CPU's model name and its bf16 instruction sets, from ``/proc/cpuinfo`` (Linux).
+
+    Results of this project are bit-identical only on the same kind of CPU, and bf16 speed depends on
+    those instruction sets, so every result's provenance and every benchmark result records them; elsewhere the model is
+    ``platform.processor()`` and the flags are unknown (None)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return {"model": platform.processor() or platform.machine(), "bf16_flags": None}
+    model, flags = None, set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model is None:
+            model = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    return {"model": model or platform.machine(), "bf16_flags": [f for f in BF16_FLAGS if f in flags]}
+
+
+def cpu_label(cpu: dict) -> str:
+    """``AMD EPYC (bf16: avx512_bf16)``: the model and its bf16 instruction sets, for tables."""
+    flags = cpu.get("bf16_flags")
+    extra = "" if flags is None else f" (bf16: {', '.join(flags) or 'none'})"
+    return f"{cpu.get('model')}{extra}"
 
 
 def device_description() -> str:
@@ -113,6 +151,7 @@ def provenance(seed: int, params: dict, started: float) -> dict:
         "git_commit": git_commit(),
         "packages": package_versions(),
         "device": device_description(),
+        "cpu": cpu_description(),
         "platform": platform.platform(),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_time_s": round(time.time() - started, 2),

@@ -108,11 +108,13 @@ def _centroids(instances: np.ndarray, ids: list[int]) -> dict[int, tuple]:
 def context_judge(context: ContextModel, context_scan: PreparedScan, prepared: PreparedScan) -> SpineJudge:
     """Fix (d)'s ``on_spine`` for the traversal: the context network's probability that each voxel
     (z, y, x) of ``prepared`` lies on a vertebra, read on ``context_scan`` (the same scan on the context
-    grid, `ContextModel.prepare`)."""
+    grid, `ContextModel.prepare`); 0 below its ``min_vertebra_probability``, the threshold at which the
+    labelling too calls a piece a vertebra."""
     grid = prepared.volume(prepared.image_hu)
 
     def on_spine(centres_zyx: np.ndarray) -> np.ndarray:
-        return context.read(context_scan, grid.index_to_world(np.asarray(centres_zyx, float)))[1]
+        probability = context.read(context_scan, grid.index_to_world(np.asarray(centres_zyx, float)))[1]
+        return np.where(probability >= context.config.min_vertebra_probability, probability, 0.0)
 
     return on_spine
 

@@ -18,7 +18,9 @@
    the pieces with `ordering.most_likely_monotone_labelling` (``MONOTONE_ORDERING``) instead of Eq. 2;
 3. tune the output threshold on the validation scans: whole walks at each of ``WALK_THRESHOLDS``,
    scored by `walk_dice` (the validation patches' Dice at the chosen threshold is the DICE_val
-   column); the walk starts at the first box of ``FIRST_BOX`` (see there: not the paper's rule);
+   column); the walk starts at the first box of ``FIRST_BOX`` (see there: not the paper's rule), on
+   the first two slices (`TraversalConfig.first_box_z`, the paper's), and with fix (d) it asks the
+   context network where the spine is, as the test walks do;
 4. label every `ctc_test` scan and score it (`vertebra.instance.evaluation`);
 5. write ``out_dir``: params.json, metrics.json, per_case.csv, train_log.csv, provenance.json,
    weights.pt; upsert the row into results/table2.csv.
@@ -52,7 +54,7 @@ from .evaluation import best_match_dice, evaluate_case, summarise_by_stratum
 from .ordering import OrderingConfig
 from .patches import PatchConfig, PatchSampler, network_input
 from .scan import prepare_case
-from .pipeline import walk_spine
+from .pipeline import context_judge, walk_spine
 from .traversal import TraversalConfig
 from .weights import InstanceBundle
 
@@ -128,10 +130,13 @@ def threshold_dice(model, batch: dict, thresholds=THRESHOLDS) -> np.ndarray:
     return np.array(scores)
 
 
-def walk_dice(models: dict, scans, traversal: TraversalConfig) -> float:
+def walk_dice(models: dict, scans, traversal: TraversalConfig, judges=None) -> float:
     """Mean label-free walk quality (`evaluation.best_match_dice`) of the walk(s) of ``models``
-    ({direction: model}; two are merged as `label_spine` merges them) over prepared ``scans`` with labels."""
-    scores = [best_match_dice(walk_spine(models, scan, traversal)[1], scan.labels) for scan in scans]
+    ({direction: model}; two are merged as `label_spine` merges them) over prepared ``scans`` with labels.
+    ``judges``: one fix (d) ``on_spine`` per scan (`pipeline.context_judge`), as `label_spine` walks."""
+    judges = [None] * len(scans) if judges is None else judges
+    scores = [best_match_dice(walk_spine(models, scan, traversal, judge)[1], scan.labels)
+              for scan, judge in zip(scans, judges)]
     return float(np.nanmean(scores)) if scores else float("nan")
 
 
@@ -182,32 +187,39 @@ def run_row(params: dict, out_dir: str | Path, *, train_cases=None, test_cases=N
         def validate(model, batch=val[direction]):
             return {"dice_val": float(threshold_dice(model, batch, (0.5,))[0])}
 
-        train_dir = cache_dir() / "instance-train" / f"{_digest(params, iterations, loss_cfg, patch, net_cfg)}-{direction}"
+        key = _digest(params, iterations, loss_cfg, patch, net_cfg, [Path(c).name for c in train_cases])
+        train_dir = cache_dir() / "instance-train" / f"{key}-{direction}"
         config = TrainConfig(iterations=iterations, batch_size=scale.instance_batch, seed=seed,
                              learning_rate=float(params["learning_rate"] or
                                                  LEARNING_RATE.get(scale.name, SHORT_RUN_LEARNING_RATE)),
                              checkpoint_every=max(1, iterations // 4), validate_every=max(1, iterations // 4))
-        result = train(model, sampler, loss_fn, config, train_dir, validate=validate)
+        with file_lock(train_dir / ".lock"):    # rows that share this network train it once
+            result = train(model, sampler, loss_fn, config, train_dir, validate=validate)
         train_seconds += sum(r.get("seconds", 0.0) for r in result.log)
         logs += [{"direction": direction, **r} for r in read_log_csv(result.log_path)]
         models[direction] = model.eval()
 
     scores = np.mean([threshold_dice(models[d], val[d]) for d in models], axis=0)
-    walk_base = TraversalConfig(patch_voxels=scale.instance_patch, scan_stride_voxels=scale.instance_scan_stride,
-                                first_box=FIRST_BOX)
-    walk_scores = {t: walk_dice(models, val_scans, dataclasses.replace(walk_base, threshold=t))
-                   for t in tqdm(WALK_THRESHOLDS, desc="threshold on validation walks")}
-    threshold = max(WALK_THRESHOLDS, key=lambda t: (np.nan_to_num(walk_scores[t], nan=-1.0), -t))
-    best = THRESHOLDS.index(threshold)
-    traversal = dataclasses.replace(walk_base, threshold=threshold)
-    context, context_mae, context_train = None, (None, None), []
+    context, context_mae, context_train, judges = None, (None, None), [], None
+    held_out = list(train_cases)[len(train_scans):]
+    val_cases = held_out or list(train_cases)                   # as `validation_split` pairs val_scans
     if params["fix_context_levels"]:
         if context_cases is None:
             from ..phantom import cohort
             context_cases = [] if own_cases else cohort("hand", spacing_mm=scale.phantom_spacing_mm,
                                                         n=scale.cohort_sizes["hand"], seed=seed)
         context_train = list(train_cases)[:len(train_scans)] + list(context_cases)
-        context, context_mae = calibrated_context(context_train, list(train_cases)[len(train_scans):], scale, seed)
+        context, context_mae = calibrated_context(context_train, held_out, scale, seed)
+        # the validation walks start as the test walks do, with the context network's judge
+        judges = [context_judge(context, context.prepare(read_verse_case(c).image), scan)
+                  for c, scan in zip(val_cases, val_scans)]
+    walk_base = TraversalConfig(patch_voxels=scale.instance_patch, scan_stride_voxels=scale.instance_scan_stride,
+                                first_box=FIRST_BOX)
+    walk_scores = {t: walk_dice(models, val_scans, dataclasses.replace(walk_base, threshold=t), judges)
+                   for t in tqdm(WALK_THRESHOLDS, desc="threshold on validation walks")}
+    threshold = max(WALK_THRESHOLDS, key=lambda t: (np.nan_to_num(walk_scores[t], nan=-1.0), -t))
+    best = THRESHOLDS.index(threshold)
+    traversal = dataclasses.replace(walk_base, threshold=threshold)
     ordering = MONOTONE_ORDERING if params["fix_monotone_ordering"] else OrderingConfig()
     bundle = InstanceBundle(models, scale.instance_spacing_mm, traversal, dict(params), context, ordering)
 
@@ -312,15 +324,17 @@ def train_context(cases, scale, seed: int) -> ContextModel:
 
 
 def _digest(params: dict, iterations: int, loss: InstanceLossConfig, patch: PatchConfig,
-            model: InstanceUNetConfig) -> str:
-    """A short hash of what determines training, so that a changed row never resumes a stale checkpoint."""
+            model: InstanceUNetConfig, cases: list[str]) -> str:
+    """A short hash of what determines training (the row's training parameters, seed and scans: ``cases``
+    are the names of the `instance` cohort's scans, validation ones included), so that a changed row
+    never resumes a stale checkpoint. Rows that differ only in how they walk or label share a network."""
     import hashlib
     import json
     keys = ("learning_rate", "mode", "empty_fraction", "fix_combine_directions", "fix_edge_patches",
             "fix_completeness_head", "scale", "seed")
     text = json.dumps({**{k: params[k] for k in keys}, "iterations": iterations,
                        "loss": {**loss.__dict__, "level_weight": loss.level_weight},
-                       "patch": patch.to_dict(), "model": model.to_dict()}, sort_keys=True)
+                       "patch": patch.to_dict(), "model": model.to_dict(), "cases": list(cases)}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 

@@ -2,15 +2,21 @@
 
 On a `PreparedScan` (z index increasing towards the head), in top-down mode:
 
-1. The first box is centred (in x, y) on the mean of the bone voxels (> ``bone_hu``) in the top two
-   slices, its top edge on the scan's top slice (``first_box="bone_mean"``, the paper's rule). A flat
+1. The first box is centred on the mean of the bone voxels (> ``bone_hu``) in the top two slices
+   (``first_box="bone_mean"``, the paper's rule): in x and y on that mean, in z on those two slices
+   (``first_box_z="first_slices"``), so that half the box reaches past the end of the scan, as a
+   training patch centred on the scan's first, partly visible vertebra does. (``first_box_z="edge"``
+   puts the box's top edge on the top slice instead, wholly inside the scan: the networks trained
+   without fix (b) found no vertebra there on most validation scans, for they learnt to start where the
+   scan ends inside the patch.) A flat
    patient table under (or, prone, in front of) the body is "bone" to that rule and pulls the mean off
    the spine; ``first_box="bone_peaks"`` instead finds the few densest spots of bone in the top slab
    (a square window of about a vertebral body), lets the network segment each, and starts where it
    found the most vertebra (one pass per candidate). Given ``on_spine`` (fix (d): the context network's
-   probability that a point lies on a vertebra), it starts instead at the candidate most likely on the
-   spine, when one reaches ``first_box_min_probability``: the instance network at the quick scale
-   segments more of a rib or the sternum than of a vertebra seen from above.
+   probability that a point lies on a vertebra, 0 where it does not call the point a vertebra), it
+   starts instead at the candidate most likely on the spine, when the judge calls any of them a
+   vertebra: the instance network at the quick scale segments more of a rib or the sternum than of a
+   vertebra seen from above.
 2. If the network finds less than ``min_bone_cm3`` (1 cm³) of vertebra there, the box scans the scan
    from the top corner with a stride of ``scan_stride_voxels`` in x and y (paper: 64), then one stride
    lower (at most ``scan_levels`` grids), until it finds more than ``scan_bone_cm3`` of vertebra.
@@ -43,6 +49,8 @@ from .scan import PreparedScan, to_network
 
 
 FIRST_BOX_RULES = ("bone_mean", "bone_peaks")
+#: where the first box lies along the spine (module docstring, step 1)
+FIRST_BOX_Z = ("first_slices", "edge")
 
 
 @dataclass(frozen=True)
@@ -71,12 +79,15 @@ class TraversalConfig:
     first_box_candidates: int = 3
     first_box_slab_mm: float = 10.0
     first_box_window_mm: float = 40.0
-    #: with an ``on_spine`` judge (fix (d)), a candidate at least this likely on a vertebra is preferred
-    first_box_min_probability: float = 0.5
+    #: "first_slices": the first box centred on the scan's first two slices (the paper); "edge": its
+    #: edge on the scan's edge
+    first_box_z: str = "first_slices"
 
     def __post_init__(self):
         if self.first_box not in FIRST_BOX_RULES:
             raise ValueError(f"first_box must be one of {FIRST_BOX_RULES}, got {self.first_box!r}")
+        if self.first_box_z not in FIRST_BOX_Z:
+            raise ValueError(f"first_box_z must be one of {FIRST_BOX_Z}, got {self.first_box_z!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -109,7 +120,8 @@ class TraversalResult:
 
 
 #: ``on_spine(centres)``: for (n, 3) voxel indices (z, y, x) of the prepared scan, the probability that
-#: each lies on a vertebra (fix (d)'s context network, `pipeline.context_judge`)
+#: each lies on a vertebra, 0 where the judge does not call it one (fix (d)'s context network,
+#: `pipeline.context_judge`)
 SpineJudge = Callable[[np.ndarray], np.ndarray]
 
 
@@ -176,16 +188,17 @@ class Traversal:
                 break
         return mask, corner, level, completeness, self.passes - start
 
-    def _first_slab(self, depth: int) -> tuple[np.ndarray, int]:
-        """The first ``depth`` slices the walk meets (top-down: the last ones), and the z of a box centre
-        whose edge lies on the scan's edge."""
+    def _first_slab(self, depth: int) -> tuple[np.ndarray, float]:
+        """The first ``depth`` slices the walk meets (top-down: the last ones), and the z of the first
+        box's centre (``first_box_z``: on the first two slices, or the box's edge on the scan's edge)."""
         nz, half = self.scan.shape[0], self.cfg.patch_voxels // 2
+        on_edge = self.cfg.first_box_z == "edge"
         if self.sign < 0:
-            return self.scan.image_hu[-depth:], nz - half
-        return self.scan.image_hu[:depth], half - 1
+            return self.scan.image_hu[-depth:], (nz - half if on_edge else nz - 1.5)
+        return self.scan.image_hu[:depth], (half if on_edge else 0.5)
 
     def first_centre(self) -> np.ndarray:
-        """Step 1: x, y from the bone in the first two slices; the box's edge on the scan's edge."""
+        """Step 1: x, y from the bone in the first two slices; z by ``first_box_z``."""
         _, ny, nx = self.scan.shape
         slices, z = self._first_slab(2)
         bone = np.argwhere(slices > self.cfg.bone_hu)
@@ -194,7 +207,7 @@ class Traversal:
 
     def bone_peaks(self) -> list[np.ndarray]:
         """The ``first_box_candidates`` densest spots of bone (> ``bone_hu``) in the first slab, as box
-        centres (x, y at the spot; the box's edge on the scan's edge), densest first."""
+        centres (x, y at the spot; z by ``first_box_z``), densest first."""
         cfg = self.cfg
         slab, z = self._first_slab(max(1, int(round(cfg.first_box_slab_mm / self.scan.spacing_mm))))
         width = max(1, int(round(cfg.first_box_window_mm / self.scan.spacing_mm)))
@@ -222,7 +235,7 @@ class Traversal:
             return self.first_centre()
         if self.on_spine is not None:
             probability = np.asarray(self.on_spine(np.array(starts)), float)
-            if probability.max() >= self.cfg.first_box_min_probability:
+            if probability.max() > 0:
                 return starts[int(np.argmax(probability))]
         return starts[int(np.argmax(voxels))]                  # ties: the densest candidate
 

@@ -90,7 +90,11 @@ def load_bundle(path: str | Path | None = None, device: str = "cpu") -> Instance
         net.load_state_dict(_float(entry["state_dict"]))
         scale, offset = entry.get("calibration", (1.0, 0.0))       # bundles before calibration: none
         context = ContextModel(net.to(device).eval(), config, float(scale), float(offset))
-    return InstanceBundle(models, float(state["spacing_mm"]), TraversalConfig(**state["traversal"]),
+    # bundles written before the traversal read the context network's own threshold held a copy of it;
+    # those written before the first box could sit on the first slices had its edge on the scan's edge
+    traversal = {"first_box_z": "edge",
+                 **{k: v for k, v in state["traversal"].items() if k != "first_box_min_probability"}}
+    return InstanceBundle(models, float(state["spacing_mm"]), TraversalConfig(**traversal),
                           dict(state.get("params", {})), context, OrderingConfig(**state.get("ordering", {})))
 
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .unet import ConvBlock, Down, UpCat
+from .unet import EncoderDecoder
 
 
 @dataclass(frozen=True)
@@ -74,22 +74,13 @@ class PooledHead(nn.Sequential):
                          nn.LeakyReLU(slope, inplace=True), nn.Linear(hidden, 1), nn.Flatten(0))
 
 
-class InstanceUNet(nn.Module):
+class InstanceUNet(EncoderDecoder):
     """(B, 2, D, H, W) image + memory → {"segmentation", "level", ["completeness"]}."""
 
     def __init__(self, config: InstanceUNetConfig = InstanceUNetConfig()):
-        super().__init__()
+        super().__init__(config.in_channels, config)
         self.config = config
         f = config.features
-        self.conv_0 = ConvBlock(config.in_channels, f, config)
-        self.down_1 = Down(f, 2 * f, config)
-        self.down_2 = Down(2 * f, 4 * f, config)
-        self.down_3 = Down(4 * f, 8 * f, config)
-        self.down_4 = Down(8 * f, 16 * f, config)
-        self.upcat_4 = UpCat(16 * f, 8 * f, 8 * f, config)
-        self.upcat_3 = UpCat(8 * f, 4 * f, 4 * f, config)
-        self.upcat_2 = UpCat(4 * f, 2 * f, 2 * f, config)
-        self.upcat_1 = UpCat(2 * f, f, f, config)
         self.final_conv = nn.Conv3d(f, 1, 1)
         self.level_head = PooledHead(16 * f, config.head_hidden, config.negative_slope)
         self.completeness = (PooledHead(16 * f, config.head_hidden, config.negative_slope)
@@ -97,16 +88,7 @@ class InstanceUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict:
         assert x.shape[1] == 2, f"expected 2 channels (image, memory), got {x.shape[1]}"
-        assert all(s % 16 == 0 for s in x.shape[2:]), f"patch {tuple(x.shape[2:])} not divisible by 16"
-        x0 = self.conv_0(x)  # (B, f, D, H, W)
-        x1 = self.down_1(x0)  # (B, 2f, D/2, ...)
-        x2 = self.down_2(x1)  # (B, 4f, D/4, ...)
-        x3 = self.down_3(x2)  # (B, 8f, D/8, ...)
-        x4 = self.down_4(x3)  # (B, 16f, D/16, ...): bottleneck, also feeds the heads
-        u3 = self.upcat_4(x4, x3)
-        u2 = self.upcat_3(u3, x2)
-        u1 = self.upcat_2(u2, x1)
-        u0 = self.upcat_1(u1, x0)
+        u0, x4 = self.encode_decode(x)              # x4: the bottleneck, which also feeds the heads
         out = {"segmentation": self.final_conv(u0),  # (B, 1, D, H, W) logits
                "level": self.config.level_offset + self.config.level_scale * self.level_head(x4)}  # (B,)
         out["completeness"] = self.completeness(x4) if self.completeness is not None else None

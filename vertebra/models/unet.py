@@ -90,35 +90,47 @@ class UpCat(nn.Module):
         return self.conv(torch.cat([self.up(x), skip], dim=1))
 
 
-class UNet3D(nn.Module):
-    """Direct L1 U-Net. Input (B, 1, D, H, W) with D, H, W divisible by 16 → logits (B, classes + 1, D, H, W)."""
+class EncoderDecoder(nn.Module):
+    """The U-Net's four levels down and up, shared by the direct and the instance U-Net: ``in_channels``
+    → ``cfg.features`` channels at full resolution, doubled at each level down. `encode_decode` returns the
+    last decoder features (B, f, D, H, W) and the bottleneck (B, 16f, D/16, H/16, W/16)."""
 
-    def __init__(self, config: UNetConfig = UNetConfig()):
+    def __init__(self, in_channels: int, cfg):
         super().__init__()
-        self.config = config
-        f = config.features
-        self.conv_0 = ConvBlock(config.in_channels, f, config)
-        self.down_1 = Down(f, 2 * f, config)
-        self.down_2 = Down(2 * f, 4 * f, config)
-        self.down_3 = Down(4 * f, 8 * f, config)
-        self.down_4 = Down(8 * f, 16 * f, config)
-        self.upcat_4 = UpCat(16 * f, 8 * f, 8 * f, config)
-        self.upcat_3 = UpCat(8 * f, 4 * f, 4 * f, config)
-        self.upcat_2 = UpCat(4 * f, 2 * f, 2 * f, config)
-        self.upcat_1 = UpCat(2 * f, f, f, config)
-        self.final_conv = nn.Conv3d(f, config.out_channels, 1)
+        f = cfg.features
+        self.conv_0 = ConvBlock(in_channels, f, cfg)
+        self.down_1 = Down(f, 2 * f, cfg)
+        self.down_2 = Down(2 * f, 4 * f, cfg)
+        self.down_3 = Down(4 * f, 8 * f, cfg)
+        self.down_4 = Down(8 * f, 16 * f, cfg)
+        self.upcat_4 = UpCat(16 * f, 8 * f, 8 * f, cfg)
+        self.upcat_3 = UpCat(8 * f, 4 * f, 4 * f, cfg)
+        self.upcat_2 = UpCat(4 * f, 2 * f, 2 * f, cfg)
+        self.upcat_1 = UpCat(2 * f, f, f, cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def encode_decode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         assert all(s % 16 == 0 for s in x.shape[2:]), f"spatial shape {tuple(x.shape[2:])} not divisible by 16"
         x0 = self.conv_0(x)  # (B, f, D, H, W)
         x1 = self.down_1(x0)  # (B, 2f, D/2, H/2, W/2)
         x2 = self.down_2(x1)  # (B, 4f, D/4, ...)
         x3 = self.down_3(x2)  # (B, 8f, D/8, ...)
-        x4 = self.down_4(x3)  # (B, 16f, D/16, ...)
+        x4 = self.down_4(x3)  # (B, 16f, D/16, ...): the bottleneck
         u3 = self.upcat_4(x4, x3)
         u2 = self.upcat_3(u3, x2)
         u1 = self.upcat_2(u2, x1)
-        u0 = self.upcat_1(u1, x0)  # (B, f, D, H, W)
+        return self.upcat_1(u1, x0), x4  # (B, f, D, H, W), bottleneck
+
+
+class UNet3D(EncoderDecoder):
+    """Direct L1 U-Net. Input (B, 1, D, H, W) with D, H, W divisible by 16 → logits (B, classes + 1, D, H, W)."""
+
+    def __init__(self, config: UNetConfig = UNetConfig()):
+        super().__init__(config.in_channels, config)
+        self.config = config
+        self.final_conv = nn.Conv3d(config.features, config.out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u0, _ = self.encode_decode(x)
         return self.final_conv(u0)  # (B, classes + 1, D, H, W) logits
 
 
