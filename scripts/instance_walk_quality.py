@@ -23,7 +23,9 @@ piece with the truth on the prepared (isotropic) grid:
   lumbar spine).
 
 ``--first-box`` replaces the rule each row's traversal was saved with (`TraversalConfig.first_box`: the
-paper's ``bone_mean`` or ``bone_peaks``), to see what the first box alone changes with the same weights.
+paper's ``bone_mean`` or ``bone_peaks``), and ``--first-box-z`` where the first box lies along the spine
+(`TraversalConfig.first_box_z`: on the scan's first two slices, the paper's, or its ``edge`` on the
+scan's edge), to see what the first box alone changes with the same weights.
 
 One row per (row, scan) goes to ``--out``; a summary per row is printed. Cohorts come from the cache
 (generated when missing).
@@ -43,7 +45,7 @@ from vertebra.instance.evaluation import best_match_dice
 from vertebra.instance.levels import is_target
 from vertebra.instance.pipeline import label_spine
 from vertebra.instance.scan import prepare_case
-from vertebra.instance.traversal import FIRST_BOX_RULES
+from vertebra.instance.traversal import FIRST_BOX_RULES, FIRST_BOX_Z
 from vertebra.io import read_verse_case
 from vertebra.labels import SACRUM
 from vertebra.phantom import cohort
@@ -104,6 +106,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scale", default="quick")
     parser.add_argument("--first-box", choices=FIRST_BOX_RULES, default=None,
                         help="first-box rule for every row (default: the one each row was run with)")
+    parser.add_argument("--first-box-z", choices=FIRST_BOX_Z, default=None,
+                        help="where the first box lies along the spine (default: as each row was run)")
     parser.add_argument("--out", default=str(ROOT / "results" / "instance_walk_quality.csv"))
     args = parser.parse_args(argv)
     spacing = get_scale(args.scale).phantom_spacing_mm
@@ -111,7 +115,10 @@ def main(argv=None) -> int:
     for row, bundle in row_bundles(args.rows):
         if args.first_box:
             bundle.traversal = dataclasses.replace(bundle.traversal, first_box=args.first_box)
+        if args.first_box_z:
+            bundle.traversal = dataclasses.replace(bundle.traversal, first_box_z=args.first_box_z)
         records += [{"row": row, "first_box": bundle.traversal.first_box,
+                     "first_box_z": bundle.traversal.first_box_z,
                      **walk_quality(bundle, read_verse_case(folder))}
                     for folder in cohort("ctc_test", spacing_mm=spacing, n=args.n, progress=False)]
     table = write_table(records, args.out)

@@ -38,3 +38,30 @@ def test_provenance_records_what_made_a_result():
     assert prov["seed"] == 3 and prov["params"] == {"n_train": 22}
     assert prov["wall_time_s"] >= 1.0 and prov["peak_memory_mb"] > 0
     assert {"torch", "numpy", "python"} <= set(prov["packages"])
+    assert prov["cpu"]["model"]                                     # results repeat only on one kind of CPU
+
+
+def test_git_commit_is_dirty_for_changed_code_not_for_changed_results(tmp_path):
+    import shutil
+    import subprocess
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "book" / "executed").mkdir(parents=True)
+    for name in ("code.py", "results/table2.csv", "book/executed/row.ipynb"):
+        (tmp_path / name).write_text("0\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
+    clean = results.git_commit(tmp_path)
+    assert clean and not clean.endswith("-dirty")
+    (tmp_path / "results" / "table2.csv").write_text("1\n")           # a reproduction writing its results
+    (tmp_path / "book" / "executed" / "row.ipynb").write_text("1\n")
+    assert results.git_commit(tmp_path) == clean
+    assert results.git_commit(tmp_path / "results") == clean          # from a subfolder too
+    (tmp_path / "code.py").write_text("1\n")
+    assert results.git_commit(tmp_path) == clean + "-dirty"
