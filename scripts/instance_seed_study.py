@@ -11,6 +11,10 @@ is the committed row itself; running it here too checks that a run on the same k
     python scripts/instance_seed_study.py collect                         # results/instance_seed_study.csv
     python scripts/instance_seed_study.py export ROW SEED                 # its weights.pt next to it
 
+The study was first run with the first box wholly inside the scan (``first_box_z="edge"``); those runs
+are kept in ``results/instance_seed_study_first_box_edge{.csv,/}``. The current table walks from the
+scan's first two slices, the paper's first box and the library's default.
+
 ``run`` writes ``<cache>/instance-seed-study/<row>-seed<k>/`` (weights there, not in git) and copies its
 ``metrics.json``, ``per_case.csv``, ``params.json`` and ``provenance.json`` to
 ``results/instance_seed_study/<row>-seed<k>/``; a finished run is skipped. ``collect`` marks the
@@ -70,7 +74,11 @@ def run(row: str, seed: int, scale_name: str = "quick") -> Path:
 def _summary(row: str, seed: int, folder: Path, source: str) -> dict:
     metrics = json.loads((folder / "metrics.json").read_text())
     test = metrics["test"]
-    return {"row": row, "seed": seed, "source": source, "l1_acc": test.get("l1_acc"),
+    params = folder / "params.json"
+    traversal = json.loads(params.read_text()).get("traversal", {}) if params.is_file() else {}
+    return {"row": row, "seed": seed, "source": source,
+            # runs from before `TraversalConfig.first_box_z` existed walked from the scan's edge
+            "first_box_z": traversal.get("first_box_z", "edge"), "l1_acc": test.get("l1_acc"),
             "med_err_mm": test.get("med_err_mm"), "avg_err_mm": test.get("avg_err_mm"),
             "dice": test.get("dice"), "id_rate": test.get("id_rate"), "n_l1_missing": len(test.get("missing_cases") or []),
             "n_test": metrics["n_test"], "threshold": metrics["threshold"], "dice_val": metrics["dice_val"],

@@ -29,8 +29,11 @@ def test_collect_puts_the_committed_row_as_seed_zero_beside_the_study_runs(study
     _metrics(tmp_path / "results" / "runs" / "row-a", 0.5, 0.3)
     _metrics(tmp_path / "results" / "instance_seed_study" / "row-a-seed2", 0.25, 0.2)
     _metrics(tmp_path / "results" / "instance_seed_study" / "row-a-seed1", 0.75, 0.4)
+    (tmp_path / "results" / "runs" / "row-a" / "params.json").write_text(
+        json.dumps({"traversal": {"first_box_z": "first_slices"}}))
     table = study.collect()
     assert table["seed"].tolist() == [0, 1, 2]
+    assert table["first_box_z"].tolist() == ["first_slices", "edge", "edge"]   # no params: the old rule
     assert table["source"].tolist() == ["committed row", "this study", "this study"]
     assert table["l1_acc"].tolist() == [0.5, 0.75, 0.25]
     assert table["walk_dice_val"].tolist() == [0.3, 0.4, 0.2]       # at the row's chosen threshold
