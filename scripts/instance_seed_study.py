@@ -19,9 +19,9 @@ scan's first two slices, the paper's first box and the library's default.
 ``metrics.json``, ``per_case.csv``, ``params.json`` and ``provenance.json`` to
 ``results/instance_seed_study/<row>-seed<k>/``; a finished run is skipped. ``collect`` marks the
 network with the best validation walk Dice within each row and over both: a choice that needs no test
-scan. Use a cache of its own (``VERTEBRA_CACHE=...``): the instance networks' checkpoint key holds the
-row's parameters and seed but not its training scans, so a notebook run with ``seed=k`` (seed-k cohorts)
-would otherwise resume this script's checkpoints.
+scan. The instance networks' checkpoint key holds the row's parameters, seed and training scans, so
+this script's runs (seed-0 cohorts, seed k) and a notebook run with ``seed=k`` (seed-k cohorts) keep
+apart in one cache.
 """
 from __future__ import annotations
 
