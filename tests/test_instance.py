@@ -1,4 +1,6 @@
 """The instance method's pieces: levels, patches, model, traversal (with an oracle network), pipeline, weights."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -322,7 +324,40 @@ def test_first_box_follows_the_context_network_when_it_sees_the_spine():
     assert np.linalg.norm(seen[1:] - spine_yx) < 3
     assert np.allclose(unsure, voxels)
     candidates = len(Traversal(SegmentsCompactBone(), scan, cfg).bone_peaks())
-    assert candidates >= 2 and calls == [candidates, candidates]     # one call a walk, every candidate
+    # one call a walk, every candidate; the unsure judge is then asked once more, on its own grid
+    assert candidates >= 2 and calls[:3] == [candidates, candidates, calls[2]] and len(calls) == 3
+
+
+def test_first_box_looks_for_the_spine_itself_when_the_judge_rejects_every_bone_peak():
+    """Fix (d): osteoporotic bodies are less dense than the ribs, so the densest bone of the first slab
+    lies off the spine; the judge then searches the first slices on its own grid, and the first box
+    goes where it calls a vertebra. Without the grid (0 mm) the voxel rule decides, on a rib."""
+    from vertebra.image import Geometry
+    from vertebra.instance.scan import PreparedScan
+    from vertebra.instance.traversal import Traversal
+
+    hu = np.full((40, 80, 80), 40, np.int16)
+    for y, x in ((5, 5), (5, 60), (30, 60)):                    # three dense rib blocks, 40 x 40 mm
+        hu[:, y:y + 10, x:x + 10] = 300
+    hu[:, 55:61, 20:26] = 300                                   # the spine: a thinner column, 24 x 24 mm
+    scan = PreparedScan(hu, Geometry(spacing_mm=(4.0,) * 3))
+    spine_yx = np.array([57.5, 22.5])
+
+    def on_spine(centres):
+        near = np.linalg.norm(np.asarray(centres)[:, 1:] - spine_yx, axis=1) < 4
+        return np.where(near, 0.9, 0.0)
+
+    cfg = TraversalConfig(patch_voxels=16, first_box="bone_peaks")
+    peaks = Traversal(SegmentsCompactBone(), scan, cfg).bone_peaks()
+    assert all(np.linalg.norm(p[1:] - spine_yx) > 10 for p in peaks)        # no bone peak on the spine
+    searched = Traversal(SegmentsCompactBone(), scan, cfg, on_spine=on_spine)
+    start = searched.first_box_centre()
+    assert np.linalg.norm(start[1:] - spine_yx) < 1.5
+    assert searched.passes == len(peaks) + 1                    # one more pass, at the judge's point
+    assert start[0] > scan.shape[0] - 1 - cfg.patch_voxels / 2  # still on the first slices (top-down)
+    voxel_rule = Traversal(SegmentsCompactBone(), scan, replace(cfg, first_box_judge_grid_mm=0.0),
+                           on_spine=on_spine).first_box_centre()
+    assert np.linalg.norm(voxel_rule[1:] - spine_yx) > 10
 
 
 def test_more_pieces_than_a_spine_holds_keep_the_25_largest():

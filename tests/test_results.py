@@ -52,7 +52,8 @@ def test_git_commit_is_dirty_for_changed_code_not_for_changed_results(tmp_path):
 
     (tmp_path / "results").mkdir()
     (tmp_path / "book" / "executed").mkdir(parents=True)
-    for name in ("code.py", "results/table2.csv", "book/executed/row.ipynb"):
+    (tmp_path / "vertebra" / "weights").mkdir(parents=True)
+    for name in ("code.py", "results/table2.csv", "book/executed/row.ipynb", "vertebra/weights/w.pt"):
         (tmp_path / name).write_text("0\n")
     git("init", "-q")
     git("add", "-A")
@@ -61,6 +62,7 @@ def test_git_commit_is_dirty_for_changed_code_not_for_changed_results(tmp_path):
     assert clean and not clean.endswith("-dirty")
     (tmp_path / "results" / "table2.csv").write_text("1\n")           # a reproduction writing its results
     (tmp_path / "book" / "executed" / "row.ipynb").write_text("1\n")
+    (tmp_path / "vertebra" / "weights" / "w.pt").write_text("1\n")     # the packaged rows' weights
     assert results.git_commit(tmp_path) == clean
     assert results.git_commit(tmp_path / "results") == clean          # from a subfolder too
     (tmp_path / "code.py").write_text("1\n")

@@ -62,8 +62,9 @@ def _jsonable(x):
     raise TypeError(f"{type(x).__name__} is not JSON serialisable")
 
 
-#: folders a reproduction writes, which `git_commit` does not count as changes to the code
-_RESULT_PATHS = ("results", "book/executed")
+#: folders a reproduction writes, which `git_commit` does not count as changes to the code (it copies
+#: the packaged rows' weights into vertebra/weights before the summary pages run)
+_RESULT_PATHS = ("results", "book/executed", "vertebra/weights")
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:

@@ -147,6 +147,10 @@ def context_loss(outputs: dict, batch: dict, config: ContextConfig) -> tuple[tor
     return loss, {"level_abs_err": float(level_term.detach()), "vertebra_bce": float(bce.detach())}
 
 
+#: boxes read at once by `ContextModel.read` (the first box's search reads a few hundred)
+READ_BATCH = 64
+
+
 @dataclass
 class ContextModel:
     """A trained `ContextNet` with the view it was trained on."""
@@ -167,16 +171,21 @@ class ContextModel:
         if not len(centres_mm):
             return np.zeros(0), np.zeros(0)
         index = scan.volume(scan.image_hu).world_to_index(centres_mm)
-        x = torch.from_numpy(np.stack([context_box(scan, c, self.config.box_zyx) for c in index]))
+        device = next(self.net.parameters()).device
+        levels, vertebra = [], []
         was_training = self.net.training
         self.net.eval()
         try:
-            with torch.no_grad():
-                out = self.net(x.to(next(self.net.parameters()).device))
+            for start in range(0, len(index), READ_BATCH):      # boxes in batches: memory stays bounded
+                x = torch.from_numpy(np.stack([context_box(scan, c, self.config.box_zyx)
+                                               for c in index[start:start + READ_BATCH]]))
+                with torch.no_grad():
+                    out = self.net(x.to(device))
+                levels.append(out["level"].cpu().numpy().astype(float))
+                vertebra.append(torch.sigmoid(out["vertebra"]).cpu().numpy().astype(float))
         finally:
             self.net.train(was_training)
-        levels = out["level"].cpu().numpy().astype(float) * self.level_scale + self.level_offset
-        return levels, torch.sigmoid(out["vertebra"]).cpu().numpy().astype(float)
+        return np.concatenate(levels) * self.level_scale + self.level_offset, np.concatenate(vertebra)
 
 
 def read_at_centroids(model: ContextModel, scans: list[PreparedScan]) -> tuple[np.ndarray, np.ndarray]:

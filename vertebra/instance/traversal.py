@@ -16,7 +16,9 @@ On a `PreparedScan` (z index increasing towards the head), in top-down mode:
    probability that a point lies on a vertebra, 0 where it does not call the point a vertebra), it
    starts instead at the candidate most likely on the spine, when the judge calls any of them a
    vertebra: the instance network at the quick scale segments more of a rib or the sternum than of a
-   vertebra seen from above.
+   vertebra seen from above. When it calls none of them a vertebra, it looks for the spine itself
+   (``first_box_judge_grid_mm``): where the vertebral bodies are osteoporotic, ribs are the densest
+   bone of the first slab and no bone peak lies on the spine.
 2. If the network finds less than ``min_bone_cm3`` (1 cm³) of vertebra there, the box scans the scan
    from the top corner with a stride of ``scan_stride_voxels`` in x and y (paper: 64), then one stride
    lower (at most ``scan_levels`` grids), until it finds more than ``scan_bone_cm3`` of vertebra.
@@ -82,6 +84,10 @@ class TraversalConfig:
     #: "first_slices": the first box centred on the scan's first two slices (the paper); "edge": its
     #: edge on the scan's edge
     first_box_z: str = "first_slices"
+    #: with a judge (fix (d)) that calls no bone peak a vertebra, the first box goes where it finds a
+    #: vertebra most likely, on a grid this far apart (mm) over the first slices, where there is bone
+    #: within the window (0: never; the voxel rule then decides)
+    first_box_judge_grid_mm: float = 16.0
 
     def __post_init__(self):
         if self.first_box not in FIRST_BOX_RULES:
@@ -221,9 +227,28 @@ class Traversal:
             density[max(0, y - width):y + width + 1, max(0, x - width):x + width + 1] = -1.0   # next spot apart
         return out
 
+    def judge_peak(self) -> np.ndarray | None:
+        """Fix (d)'s own candidate: of the points ``first_box_judge_grid_mm`` apart on the first box's
+        slices that have bone (> ``bone_hu``) within ``first_box_window_mm``, the one ``on_spine`` finds
+        most likely on a vertebra; None if it calls none a vertebra."""
+        cfg, spacing = self.cfg, self.scan.spacing_mm
+        if self.on_spine is None or cfg.first_box_judge_grid_mm <= 0:
+            return None
+        slab, z = self._first_slab(max(1, int(round(cfg.first_box_slab_mm / spacing))))
+        width = max(1, int(round(cfg.first_box_window_mm / spacing)))
+        has_bone = ndimage.maximum_filter((slab > cfg.bone_hu).any(0), size=width, mode="constant")
+        step = max(1, int(round(cfg.first_box_judge_grid_mm / spacing)))
+        yx = np.argwhere(has_bone[step // 2::step, step // 2::step]) * step + step // 2
+        if not len(yx):
+            return None
+        points = np.column_stack([np.full(len(yx), z, float), yx])
+        probability = np.asarray(self.on_spine(points), float)
+        return points[int(np.argmax(probability))] if probability.max() > 0 else None
+
     def first_box_centre(self) -> np.ndarray:
         """Step 1 by ``first_box``: the paper's mean of bone, or the bone peak the network likes best
-        (the one ``on_spine`` finds most likely on a vertebra, when given and sure enough)."""
+        (the one ``on_spine`` finds most likely on a vertebra, when given and sure enough; when it calls
+        no bone peak a vertebra, its own candidate, `judge_peak`)."""
         if self.cfg.first_box == "bone_mean":
             return self.first_centre()
         starts, voxels = [], []
@@ -231,12 +256,17 @@ class Traversal:
             mask, corner, *_ = self.segment(centre)
             starts.append(self._centroid(mask, corner) if mask.any() else centre)
             voxels.append(int(mask.sum()))
+        if self.on_spine is not None:
+            if starts:
+                probability = np.asarray(self.on_spine(np.array(starts)), float)
+                if probability.max() > 0:
+                    return starts[int(np.argmax(probability))]
+            judged = self.judge_peak()
+            if judged is not None:
+                mask, corner, *_ = self.segment(judged)
+                return self._centroid(mask, corner) if mask.any() else judged
         if not starts:
             return self.first_centre()
-        if self.on_spine is not None:
-            probability = np.asarray(self.on_spine(np.array(starts)), float)
-            if probability.max() > 0:
-                return starts[int(np.argmax(probability))]
         return starts[int(np.argmax(voxels))]                  # ties: the densest candidate
 
     def scan_for_bone(self, z_start: float) -> np.ndarray | None:
