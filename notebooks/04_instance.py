@@ -188,11 +188,18 @@ ax.set_xlabel("step")
 # For each test scan: how many vertebrae the traversal found, the network passes it needed per vertebra,
 # the mean Dice over the true vertebrae, the VerSe identification rate, and where L1 landed (`shift`:
 # −1 on T12, +1 on L2). The confidence is the log-likelihood margin of the chosen ordering.
+#
+# The Dice comes three ways. `dice` scores every true vertebra against the piece given its label,
+# including the slivers that the scan's first and last slices cut (a sliver the walk merges with its
+# neighbour scores 0). `dice_complete` keeps only the vertebrae the scan shows whole, and
+# `match_dice_complete` scores each of those against the piece that overlaps it best, whatever its label:
+# the quality of the masks apart from the numbering.
 
 # %%
 per_case = pd.read_csv(out_dir / "per_case.csv", dtype={"case_id": str})
-per_case[["case_id", "n_true", "n_found", "passes_per_vertebra", "dice", "id_rate", "l1_correct",
-          "cc_error_mm", "shift", "l1_confidence", "anomalies"]].head(15)
+per_case[[c for c in ("case_id", "n_true", "n_found", "passes_per_vertebra", "dice", "dice_complete",
+                      "match_dice_complete", "id_rate", "l1_correct", "cc_error_mm", "shift", "l1_confidence",
+                      "anomalies") if c in per_case]].head(15)
 
 # %% [markdown]
 # ## By anomaly
@@ -202,7 +209,8 @@ per_case[["case_id", "n_true", "n_found", "passes_per_vertebra", "dice", "id_rat
 # local shape may be fooled by either.
 
 # %%
-pd.DataFrame({k: {m: v[m] for m in ("n", "l1_acc", "avg_err_mm", "med_err_mm", "dice", "id_rate")}
+pd.DataFrame({k: {m: v.get(m) for m in ("n", "l1_acc", "avg_err_mm", "med_err_mm", "dice", "dice_complete",
+                                         "match_dice_complete", "id_rate")}
               for k, v in metrics["strata"].items()}).T.round(3)
 
 # %% [markdown]

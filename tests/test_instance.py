@@ -406,3 +406,24 @@ def test_walk_dice_of_an_oracle_is_near_one_and_of_a_blind_net_zero(toy):
             return {**out, "segmentation": torch.full_like(out["segmentation"], -10.0)}
 
     assert walk_dice({"down": Blind()}, [toy[2]], cfg) == 0.0
+
+
+def test_dice_of_whole_vertebrae_leaves_out_the_slivers_at_the_scan_ends():
+    """A vertebra cut by the scan's first slice is not whole: `complete_labels` leaves it out, and the
+    whole-vertebra Dice scores only the others (labelled, and label-free against the best piece)."""
+    from vertebra.instance.evaluation import _complete_dice, complete_labels
+    from vertebra.image import Geometry, Volume
+    truth = np.zeros((14, 6, 6), np.uint8)
+    truth[0:2, 1:5, 1:5], truth[3:7, 1:5, 1:5], truth[8:12, 1:5, 1:5] = 19, 20, 21   # T12 cut by slice 0
+    truth[12:14, 1:5, 1:5] = 26                                # the sacrum: never a target
+    assert complete_labels(truth) == [20, 21]
+    pred = np.zeros_like(truth)
+    pred[0:2, 1:5, 1:5] = 20                                   # the sliver, labelled wrong
+    pred[3:7, 1:5, 1:5] = 21                                   # L1 found whole, labelled one off
+    pred[8:12, 1:5, 1:5] = 22
+    scores = _complete_dice(pred, Volume(truth, Geometry(spacing_mm=(1.0,) * 3)))
+    assert scores["n_complete"] == 2 and scores["dice_complete"] == 0.0
+    assert scores["match_dice_complete"] == pytest.approx(1.0)   # the masks themselves are right
+    truth_whole = truth.copy()
+    truth_whole[0:2] = 0
+    assert complete_labels(truth_whole) == [20, 21]

@@ -2,8 +2,11 @@
 
 Per case (`evaluate_case`): the L1 decision (`vertebra.metrics.score_l1`: correct, craniocaudal error in
 mm, shift), the mean per-vertebra Dice over the true vertebrae (sacrum excluded; a true vertebra with no
-predicted counterpart scores 0), the VerSe identification rate, and the cost (network passes per
-vertebra found, traversal and network seconds).
+predicted counterpart scores 0), the same over the vertebrae the scan shows whole (``dice_complete``:
+slivers cut by the scan's first or last slice left out) and, label-free, each whole vertebra against
+the piece that matches it best (``match_dice_complete``: how good the masks are, whatever their
+labels), the VerSe identification rate, and the cost (network passes per vertebra found, traversal
+and network seconds).
 
 Strata (`summarise_by_stratum`): every anomaly named in a case's meta ("lumbarization", "t13",
 "rudimentary_12th_rib", ...) is a stratum, plus "none" for cases without any, plus "all"; a case with two
@@ -21,19 +24,35 @@ from .pipeline import SpineLabelling, label_spine
 from .weights import InstanceBundle
 
 
-def per_vertebra_dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Mean Dice over the target labels of ``truth`` (NaN when it has none)."""
-    labels = [int(v) for v in np.unique(truth) if v and is_target(int(v))]
+def complete_labels(truth: np.ndarray) -> list[int]:
+    """The target labels of ``truth`` whose mask touches no face of the array: the vertebrae the scan
+    shows whole (a vertebra cut by the scan's first or last slice is a sliver the walk may merge with
+    its neighbour or leave out)."""
+    labels = set(int(v) for v in np.unique(truth) if v and is_target(int(v)))
+    for axis in range(truth.ndim):
+        for index in (0, -1):
+            labels -= set(int(v) for v in np.unique(np.take(truth, index, axis=axis)))
+    return sorted(labels)
+
+
+def _target_labels(truth: np.ndarray, labels) -> list[int]:
+    return [int(v) for v in np.unique(truth) if v and is_target(int(v))] if labels is None else list(labels)
+
+
+def per_vertebra_dice(pred: np.ndarray, truth: np.ndarray, labels=None) -> float:
+    """Mean Dice over the target labels of ``truth`` (or the given ``labels``; NaN when there are none)."""
+    labels = _target_labels(truth, labels)
     if not labels:
         return math.nan
     return float(np.mean([dice(pred == lab, truth == lab) for lab in labels]))
 
 
-def best_match_dice(instances: np.ndarray, truth: np.ndarray) -> float:
-    """Label-free walk quality: each target vertebra of ``truth`` scored by its Dice with the piece of
-    ``instances`` (0 = background, any positive id) that matches it best, whatever that piece's label;
-    0 for a vertebra no piece touches; the mean over the vertebrae (NaN when ``truth`` has none)."""
-    labels = [int(v) for v in np.unique(truth) if v and is_target(int(v))]
+def best_match_dice(instances: np.ndarray, truth: np.ndarray, labels=None) -> float:
+    """Label-free walk quality: each target vertebra of ``truth`` (or each of ``labels``) scored by its
+    Dice with the piece of ``instances`` (0 = background, any positive id) that matches it best,
+    whatever that piece's label; 0 for a vertebra no piece touches; the mean over the vertebrae (NaN
+    when there are none)."""
+    labels = _target_labels(truth, labels)
     if not labels:
         return math.nan
     n_pieces = int(instances.max()) + 1
@@ -64,6 +83,7 @@ def score_labelling(case, result: SpineLabelling) -> dict:
         "n_true": len(truth_targets), "n_found": n_found,
         "dice": per_vertebra_dice(result.mask.array, case.vertebrae.array) if case.vertebrae is not None
         else math.nan,
+        **_complete_dice(result.mask.array, case.vertebrae),
         "id_rate": identification_rate(result.centroids_mm, truth_targets),
         "passes": result.passes,
         "passes_per_vertebra": result.passes / n_found if n_found else math.nan,
@@ -72,6 +92,16 @@ def score_labelling(case, result: SpineLabelling) -> dict:
         "stop": "/".join(t.stop_reason for t in result.traversals),
     })
     return record
+
+
+def _complete_dice(pred: np.ndarray, truth) -> dict:
+    """Dice over the vertebrae the scan shows whole: labelled (``dice_complete``) and label-free
+    (``match_dice_complete``, each vertebra against its best-matching piece: the masks' own quality)."""
+    if truth is None:
+        return {"n_complete": 0, "dice_complete": math.nan, "match_dice_complete": math.nan}
+    complete = complete_labels(truth.array)
+    return {"n_complete": len(complete), "dice_complete": per_vertebra_dice(pred, truth.array, complete),
+            "match_dice_complete": best_match_dice(pred, truth.array, complete)}
 
 
 def _mean(values) -> float:
@@ -83,6 +113,8 @@ def summarise_instance(records: list[dict]) -> dict:
     """`vertebra.metrics.summarise` plus the instance method's own means (Dice, id rate, passes)."""
     out = summarise(records)
     out.update({"dice": _mean(r["dice"] for r in records), "id_rate": _mean(r["id_rate"] for r in records),
+                "dice_complete": _mean(r.get("dice_complete") for r in records),
+                "match_dice_complete": _mean(r.get("match_dice_complete") for r in records),
                 "passes_per_vertebra": _mean(r["passes_per_vertebra"] for r in records)})
     return out
 
