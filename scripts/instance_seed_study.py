@@ -82,7 +82,10 @@ def _summary(row: str, seed: int, folder: Path, source: str) -> dict:
             "med_err_mm": test.get("med_err_mm"), "avg_err_mm": test.get("avg_err_mm"),
             "dice": test.get("dice"), "id_rate": test.get("id_rate"), "n_l1_missing": len(test.get("missing_cases") or []),
             "n_test": metrics["n_test"], "threshold": metrics["threshold"], "dice_val": metrics["dice_val"],
-            "walk_dice_val": metrics["walk_dice_val_by_threshold"].get(str(metrics["threshold"])),
+            # runs from before the density floor: the raw walks at the chosen threshold
+            "walk_dice_val": metrics.get("walk_dice_val",
+                                         metrics["walk_dice_val_by_threshold"].get(str(metrics["threshold"]))),
+            "mask_floor_hu": metrics.get("mask_floor_hu"),
             "context_mae_val": metrics.get("context_level_mae_val")}
 
 

@@ -12,6 +12,7 @@ tiny random-init ones: this is about the input path, not about finding L1.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -182,3 +183,18 @@ def test_crash_exit_code_seen_by_the_shell(corpus, weights, tmp_path):
                    "--out", str(tmp_path / "o")])
     assert done.returncode == 1 and "Traceback" in done.stderr and "simulated bug" in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_label_spine_takes_a_density_floor_or_none_and_rejects_anything_else(corpus, weights, tmp_path, capsys):
+    good = next(e.path for e in corpus if e.kind == "valid case (control)")
+    for value, expected in (("150", 150.0), ("none", None)):
+        out = tmp_path / f"floor-{value}"
+        code, err = run_cli(["label-spine", str(good), "--weights", str(weights["label-spine"]), "--out", str(out),
+                             "--mask-floor-hu", value], capsys)
+        assert code == 0, err
+        assert json.loads((out / "levels.json").read_text(encoding="utf-8"))["mask_floor_hu"] == expected
+    out = tmp_path / "floor-bad"
+    code, err = run_cli(["label-spine", str(good), "--weights", str(weights["label-spine"]), "--out", str(out),
+                         "--mask-floor-hu", "bone"], capsys)
+    assert code == EXIT_BAD_INPUT and "--mask-floor-hu" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -133,9 +133,10 @@ def test_pipeline_and_bundle_round_trip(toy, tmp_path):
     image = toy[0]
     net = InstanceUNet(InstanceUNetConfig(features=4))
     bundle = InstanceBundle({"down": net}, 4.0, TraversalConfig(patch_voxels=32, scan_stride_voxels=16),
-                            {"run_id": "test"})
+                            {"run_id": "test"}, mask_floor_hu=100.0)
     path = bundle.save(tmp_path / "w.pt")
     again = load_bundle(path)
+    assert again.mask_floor_hu == 100.0 and again.traversal == bundle.traversal
     x = torch.rand(1, 2, 32, 32, 32)
     with torch.no_grad():
         assert torch.allclose(net.eval()(x)["level"], again.models["down"](x)["level"], atol=1e-2)
@@ -411,7 +412,7 @@ def test_walk_dice_of_an_oracle_is_near_one_and_of_a_blind_net_zero(toy):
 def test_dice_of_whole_vertebrae_leaves_out_the_slivers_at_the_scan_ends():
     """A vertebra cut by the scan's first slice is not whole: `complete_labels` leaves it out, and the
     whole-vertebra Dice scores only the others (labelled, and label-free against the best piece)."""
-    from vertebra.instance.evaluation import _complete_dice, complete_labels
+    from vertebra.instance.evaluation import _mask_dice, complete_labels
     from vertebra.image import Geometry, Volume
     truth = np.zeros((14, 6, 6), np.uint8)
     truth[0:2, 1:5, 1:5], truth[3:7, 1:5, 1:5], truth[8:12, 1:5, 1:5] = 19, 20, 21   # T12 cut by slice 0
@@ -421,9 +422,40 @@ def test_dice_of_whole_vertebrae_leaves_out_the_slivers_at_the_scan_ends():
     pred[0:2, 1:5, 1:5] = 20                                   # the sliver, labelled wrong
     pred[3:7, 1:5, 1:5] = 21                                   # L1 found whole, labelled one off
     pred[8:12, 1:5, 1:5] = 22
-    scores = _complete_dice(pred, Volume(truth, Geometry(spacing_mm=(1.0,) * 3)))
-    assert scores["n_complete"] == 2 and scores["dice_complete"] == 0.0
+    scores = _mask_dice(pred, Volume(truth, Geometry(spacing_mm=(1.0,) * 3)))
+    assert scores["n_complete"] == 2 and scores["dice_complete"] == 0.0 == scores["dice"]
     assert scores["match_dice_complete"] == pytest.approx(1.0)   # the masks themselves are right
     truth_whole = truth.copy()
     truth_whole[0:2] = 0
     assert complete_labels(truth_whole) == [20, 21]
+
+
+def test_density_floor_cuts_soft_tissue_and_gives_a_slab_across_a_disc_to_its_vertebra():
+    """`restrict_to_bone`: voxels at or below the floor leave their piece; of what is left each piece
+    keeps its largest part, a part cut off joins the piece it touches, and one touching none leaves."""
+    from vertebra.instance.pipeline import restrict_to_bone
+    hu = np.full((16, 6, 6), 30, np.int16)                      # soft tissue
+    hu[0:5, 1:5, 1:5] = 400                                    # vertebra A
+    hu[6:11, 1:5, 1:5] = 400                                   # vertebra B, a disc (row 5) between them
+    hu[14, 0, 0] = 400                                         # a speck of bone elsewhere
+    pieces = np.zeros(hu.shape, np.int16)
+    pieces[0:5, 0:6, 0:6] = 1                                  # A with a rim of soft tissue round it ...
+    pieces[5:7, 1:5, 1:5] = 1                                  # ... across the disc into B's first row
+    pieces[7:11, 1:5, 1:5] = 2                                 # B without that row
+    pieces[14, 0, 0] = 3                                       # a speck piece on its own
+    pieces[13:15, 5, 5] = 4                                    # a piece with no bone at all
+    cut = restrict_to_bone(pieces, hu, 100.0)
+    row = np.arange(16)[:, None, None]
+    assert np.array_equal(cut == 1, (hu > 100) & (row < 5))   # A exactly: no rim, no slab of B
+    assert np.array_equal(cut == 2, (hu > 100) & (row >= 6) & (row < 11))
+    assert (cut == 3).sum() == 1 and not (cut == 4).any()     # the speck is its own largest part
+    assert np.array_equal(restrict_to_bone(pieces, hu, -1000.0), pieces)   # no floor: nothing moves
+    assert cut.dtype == pieces.dtype
+
+
+def test_walk_dice_by_floor_walks_once_and_scores_each_floor(toy):
+    from vertebra.instance.run import walk_dice, walk_dice_by_floor
+    cfg = TraversalConfig(patch_voxels=32, scan_stride_voxels=16, min_bone_cm3=0.5)
+    scores = walk_dice_by_floor({"down": Oracle("down")}, [toy[2]], cfg, floors=(None, 5000.0))
+    assert scores[None] == walk_dice({"down": Oracle("down")}, [toy[2]], cfg) > 0.95
+    assert scores[5000.0] == 0.0                                # nothing is that dense: no piece left

@@ -52,9 +52,17 @@ def test_run_row_writes_every_result_file(tmp_path, monkeypatch):
     assert metrics["context_level_mae_val"] >= 0                  # fix (d) trained and scored its network
     assert metrics["context_level_mae_val_calibrated"] >= 0 and metrics["n_train_context"] == 2
     from vertebra.instance.run import WALK_THRESHOLDS
+    from vertebra.instance.run import MASK_FLOORS_HU
     walks = metrics["walk_dice_val_by_threshold"]                # the threshold was chosen on whole walks
     assert list(walks) == [str(t) for t in WALK_THRESHOLDS] and str(metrics["threshold"]) in walks
-    assert walks[str(metrics["threshold"])] == max(walks.values()) or all(np.isnan(list(walks.values())))
+    by_floor = metrics["walk_dice_val_by_floor"]                 # ... together with the density floor
+    assert list(by_floor) == list(walks) and all(list(v) == [str(f) for f in MASK_FLOORS_HU] for v in by_floor.values())
+    assert all(by_floor[t]["None"] == walks[t] or np.isnan(walks[t]) for t in walks)
+    scores = [v for row in by_floor.values() for v in row.values()]
+    chosen = by_floor[str(metrics["threshold"])][str(metrics["mask_floor_hu"])]
+    assert metrics["walk_dice_val"] == chosen and (chosen == max(scores) or all(np.isnan(scores)))
+    from vertebra.instance.weights import load_bundle
+    assert load_bundle(out / "weights.pt").mask_floor_hu == metrics["mask_floor_hu"]
     assert json.loads((out / "params.json").read_text(encoding="utf-8"))["context"]["spacing_mm"] == 8.0
     rows = list(csv.DictReader(open(tmp_path / "table2.csv")))
     assert rows[0]["run_id"] == "instance" and rows[0]["scale"] == "smoke" and rows[0]["method"] == "Instance"

@@ -28,13 +28,19 @@ def cli_label_spine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, default=None,
                         help=f"instance model bundle (default: the packaged {DEFAULT_WEIGHTS.name})")
     parser.add_argument("--threshold", type=float, default=None, help="override the tuned output threshold")
+    parser.add_argument("--mask-floor-hu", default=None, metavar="HU",
+                        help="override the tuned density floor of the masks (HU; 'none': keep every voxel the "
+                             "network segments, e.g. for vertebrae whose spongy bone lies below the floor)")
 
 
 def cli_label_spine(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0 < args.threshold < 1:
         raise InputError(f"--threshold must lie strictly between 0 and 1, got {args.threshold}")
+    floor = _mask_floor(args.mask_floor_hu)
     image = read_scan(args.scan, series_uid=args.series_uid)
     bundle = load_bundle(args.weights)
+    if args.mask_floor_hu is not None:
+        bundle.mask_floor_hu = floor
     if args.threshold is not None:
         from dataclasses import replace
         bundle.traversal = replace(bundle.traversal, threshold=args.threshold)
@@ -47,8 +53,19 @@ def cli_label_spine(args: argparse.Namespace) -> int:
         "l1": result.l1, "ordering": {"confidence_log_likelihood_margin": result.ordering.confidence
                                       if result.ordering.confidence != float("inf") else None,
                                       "posterior": result.ordering.posterior},
+        "mask_floor_hu": bundle.mask_floor_hu,
         "network_passes": result.passes, "seconds": round(result.seconds, 2),
         "model": bundle.params})
     log.info("%d vertebrae labelled (L1 %s); wrote %s", len(result.levels),
              "found" if result.l1 else "not found", out)
     return 0
+
+
+def _mask_floor(value: str | None) -> float | None:
+    """``--mask-floor-hu``: a number of HU, or "none"."""
+    if value is None or value.strip().lower() == "none":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"--mask-floor-hu must be a number of HU or 'none', got {value!r}") from None

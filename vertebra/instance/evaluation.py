@@ -24,11 +24,11 @@ from .pipeline import SpineLabelling, label_spine
 from .weights import InstanceBundle
 
 
-def complete_labels(truth: np.ndarray) -> list[int]:
-    """The target labels of ``truth`` whose mask touches no face of the array: the vertebrae the scan
-    shows whole (a vertebra cut by the scan's first or last slice is a sliver the walk may merge with
-    its neighbour or leave out)."""
-    labels = set(int(v) for v in np.unique(truth) if v and is_target(int(v)))
+def complete_labels(truth: np.ndarray, labels=None) -> list[int]:
+    """The target labels of ``truth`` (or those of ``labels``) whose mask touches no face of the array:
+    the vertebrae the scan shows whole (a vertebra cut by the scan's first or last slice is a sliver the
+    walk may merge with its neighbour or leave out)."""
+    labels = set(_target_labels(truth, labels))
     for axis in range(truth.ndim):
         for index in (0, -1):
             labels -= set(int(v) for v in np.unique(np.take(truth, index, axis=axis)))
@@ -81,9 +81,7 @@ def score_labelling(case, result: SpineLabelling) -> dict:
         "protocol": case.meta.get("protocol", ""),
         "anomalies": ";".join(case.meta.get("anomalies", [])),
         "n_true": len(truth_targets), "n_found": n_found,
-        "dice": per_vertebra_dice(result.mask.array, case.vertebrae.array) if case.vertebrae is not None
-        else math.nan,
-        **_complete_dice(result.mask.array, case.vertebrae),
+        **_mask_dice(result.mask.array, case.vertebrae),
         "id_rate": identification_rate(result.centroids_mm, truth_targets),
         "passes": result.passes,
         "passes_per_vertebra": result.passes / n_found if n_found else math.nan,
@@ -94,13 +92,16 @@ def score_labelling(case, result: SpineLabelling) -> dict:
     return record
 
 
-def _complete_dice(pred: np.ndarray, truth) -> dict:
-    """Dice over the vertebrae the scan shows whole: labelled (``dice_complete``) and label-free
-    (``match_dice_complete``, each vertebra against its best-matching piece: the masks' own quality)."""
+def _mask_dice(pred: np.ndarray, truth) -> dict:
+    """Dice over every target vertebra (``dice``) and over those the scan shows whole: labelled
+    (``dice_complete``) and label-free (``match_dice_complete``, each vertebra against its best-matching
+    piece: the masks' own quality)."""
     if truth is None:
-        return {"n_complete": 0, "dice_complete": math.nan, "match_dice_complete": math.nan}
-    complete = complete_labels(truth.array)
-    return {"n_complete": len(complete), "dice_complete": per_vertebra_dice(pred, truth.array, complete),
+        return {"dice": math.nan, "n_complete": 0, "dice_complete": math.nan, "match_dice_complete": math.nan}
+    targets = _target_labels(truth.array, None)
+    complete = complete_labels(truth.array, targets)
+    return {"dice": per_vertebra_dice(pred, truth.array, targets), "n_complete": len(complete),
+            "dice_complete": per_vertebra_dice(pred, truth.array, complete),
             "match_dice_complete": best_match_dice(pred, truth.array, complete)}
 
 

@@ -10,6 +10,10 @@ sorted top to bottom and labelled by `ordering.most_likely_ordering` (Eq. 2); a 
 vertebrae (C1..L6): when the walks found more pieces (two walks that ran past the spine), only the 25
 largest are labelled and the rest leave the mask.
 
+With a density floor in the bundle (``mask_floor_hu``, beyond the paper, chosen on the validation
+walks), the walk's pieces first lose the voxels at or below it (`restrict_to_bone`): the quick
+networks' masks spread into the soft tissue round the bone and across a disc into the next vertebra.
+
 With a context network in the bundle (fix (d), beyond the paper; `vertebra.instance.context`), every
 piece is looked at once more, at its centroid, before the ordering: its level from the wide view
 replaces the instance head's, and a piece whose centre it does not call a vertebra (sacrum, pelvis,
@@ -103,6 +107,29 @@ def _present(instances: np.ndarray, n: int) -> tuple[list[int], np.ndarray]:
 def _centroids(instances: np.ndarray, ids: list[int]) -> dict[int, tuple]:
     """{id: centroid (z, y, x) in voxels} of the given instance ids."""
     return dict(zip(ids, ndimage.center_of_mass(np.ones(instances.shape, np.uint8), instances, ids))) if ids else {}
+
+
+def restrict_to_bone(instances: np.ndarray, image_hu: np.ndarray, floor_hu: float) -> np.ndarray:
+    """Each piece cut to the voxels denser than ``floor_hu`` (HU), then to its largest connected part; a
+    part cut off joins the piece it touches most (a slab of the next vertebra's endplate that a mask
+    reached across a disc for), or leaves the mask when it touches none. Returns a new instance map."""
+    dense = np.where(image_hu > floor_hu, instances, 0).astype(instances.dtype)
+    kept = np.zeros_like(dense)
+    for i, box in enumerate(ndimage.find_objects(dense), 1):
+        if box is None:
+            continue
+        parts, n = ndimage.label(dense[box] == i)
+        if n:
+            kept[box][parts == 1 + int(np.argmax(np.bincount(parts.ravel())[1:]))] = i
+    orphans, _ = ndimage.label((dense > 0) & (kept == 0))
+    for j, box in enumerate(ndimage.find_objects(orphans), 1):
+        grown = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)
+        part = orphans[grown] == j
+        touching = kept[grown][ndimage.binary_dilation(part) & ~part]
+        touching = touching[touching > 0]
+        if len(touching):
+            kept[grown][part] = np.bincount(touching).argmax()
+    return kept
 
 
 def context_judge(context: ContextModel, context_scan: PreparedScan, prepared: PreparedScan) -> SpineJudge:
@@ -215,6 +242,8 @@ def label_walk(bundle: InstanceBundle, image: Volume, prepared: PreparedScan, ru
                started: float | None = None, context_scan: PreparedScan | None = None) -> SpineLabelling:
     """Label the pieces of a walk (`walk_spine`) with the bundle's context network and ordering rule."""
     started = time.perf_counter() if started is None else started
+    if bundle.mask_floor_hu is not None:
+        instances = restrict_to_bone(instances, prepared.image_hu, bundle.mask_floor_hu)
     if bundle.context is not None:
         instances, evidence = apply_context(bundle, image, prepared, instances, evidence, context_scan)
     labels, entries, ordering = _relabel(instances, evidence, prepared, bundle.ordering)

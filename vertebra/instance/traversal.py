@@ -203,6 +203,12 @@ class Traversal:
             return self.scan.image_hu[-depth:], (nz - half if on_edge else nz - 1.5)
         return self.scan.image_hu[:depth], (half if on_edge else 0.5)
 
+    def _first_box_slab(self) -> tuple[np.ndarray, float, int]:
+        """The first ``first_box_slab_mm`` the walk meets, the first box's z, and the window (voxels)."""
+        spacing = self.scan.spacing_mm
+        slab, z = self._first_slab(max(1, int(round(self.cfg.first_box_slab_mm / spacing))))
+        return slab, z, max(1, int(round(self.cfg.first_box_window_mm / spacing)))
+
     def first_centre(self) -> np.ndarray:
         """Step 1: x, y from the bone in the first two slices; z by ``first_box_z``."""
         _, ny, nx = self.scan.shape
@@ -215,8 +221,7 @@ class Traversal:
         """The ``first_box_candidates`` densest spots of bone (> ``bone_hu``) in the first slab, as box
         centres (x, y at the spot; z by ``first_box_z``), densest first."""
         cfg = self.cfg
-        slab, z = self._first_slab(max(1, int(round(cfg.first_box_slab_mm / self.scan.spacing_mm))))
-        width = max(1, int(round(cfg.first_box_window_mm / self.scan.spacing_mm)))
+        slab, z, width = self._first_box_slab()
         density = ndimage.uniform_filter((slab > cfg.bone_hu).mean(0), size=width, mode="constant")
         out = []
         for _ in range(cfg.first_box_candidates):
@@ -231,13 +236,12 @@ class Traversal:
         """Fix (d)'s own candidate: of the points ``first_box_judge_grid_mm`` apart on the first box's
         slices that have bone (> ``bone_hu``) within ``first_box_window_mm``, the one ``on_spine`` finds
         most likely on a vertebra; None if it calls none a vertebra."""
-        cfg, spacing = self.cfg, self.scan.spacing_mm
+        cfg = self.cfg
         if self.on_spine is None or cfg.first_box_judge_grid_mm <= 0:
             return None
-        slab, z = self._first_slab(max(1, int(round(cfg.first_box_slab_mm / spacing))))
-        width = max(1, int(round(cfg.first_box_window_mm / spacing)))
+        slab, z, width = self._first_box_slab()
         has_bone = ndimage.maximum_filter((slab > cfg.bone_hu).any(0), size=width, mode="constant")
-        step = max(1, int(round(cfg.first_box_judge_grid_mm / spacing)))
+        step = max(1, int(round(cfg.first_box_judge_grid_mm / self.scan.spacing_mm)))
         yx = np.argwhere(has_bone[step // 2::step, step // 2::step]) * step + step // 2
         if not len(yx):
             return None

@@ -42,6 +42,8 @@ class InstanceBundle:
     context: ContextModel | None = None
     #: how the pieces are labelled: Eq. 2 (the paper) or fix (e)'s monotone labelling
     ordering: OrderingConfig = field(default_factory=OrderingConfig)
+    #: the walk's pieces keep only voxels denser than this (HU; `pipeline.restrict_to_bone`), None: all
+    mask_floor_hu: float | None = None
 
     def __post_init__(self):
         if not self.models or set(self.models) - {"down", "up"}:
@@ -60,6 +62,7 @@ class InstanceBundle:
                                 "state_dict": _half(self.context.net.state_dict()),
                                 "calibration": [self.context.level_scale, self.context.level_offset]}
         state["ordering"] = self.ordering.to_dict()
+        state["mask_floor_hu"] = self.mask_floor_hu
         buffer = io.BytesIO()
         torch.save(state, buffer)
         return write_bytes_atomic(path, buffer.getvalue())
@@ -95,7 +98,8 @@ def load_bundle(path: str | Path | None = None, device: str = "cpu") -> Instance
     traversal = {"first_box_z": "edge",
                  **{k: v for k, v in state["traversal"].items() if k != "first_box_min_probability"}}
     return InstanceBundle(models, float(state["spacing_mm"]), TraversalConfig(**traversal),
-                          dict(state.get("params", {})), context, OrderingConfig(**state.get("ordering", {})))
+                          dict(state.get("params", {})), context, OrderingConfig(**state.get("ordering", {})),
+                          state.get("mask_floor_hu"))
 
 
 def _half(state_dict: dict) -> dict:
