@@ -58,9 +58,11 @@ def test_run_row_writes_every_result_file(tmp_path, monkeypatch):
     by_floor = metrics["walk_dice_val_by_floor"]                 # ... together with the density floor
     assert list(by_floor) == list(walks) and all(list(v) == [str(f) for f in MASK_FLOORS_HU] for v in by_floor.values())
     assert all(by_floor[t]["None"] == walks[t] or np.isnan(walks[t]) for t in walks)
-    scores = [v for row in by_floor.values() for v in row.values()]
+    # the threshold by the raw walks; the floor at that threshold
+    assert walks[str(metrics["threshold"])] == max(walks.values()) or all(np.isnan(list(walks.values())))
+    at_threshold = list(by_floor[str(metrics["threshold"])].values())
     chosen = by_floor[str(metrics["threshold"])][str(metrics["mask_floor_hu"])]
-    assert metrics["walk_dice_val"] == chosen and (chosen == max(scores) or all(np.isnan(scores)))
+    assert metrics["walk_dice_val"] == chosen and (chosen == max(at_threshold) or all(np.isnan(at_threshold)))
     from vertebra.instance.weights import load_bundle
     assert load_bundle(out / "weights.pt").mask_floor_hu == metrics["mask_floor_hu"]
     assert json.loads((out / "params.json").read_text(encoding="utf-8"))["context"]["spacing_mm"] == 8.0
