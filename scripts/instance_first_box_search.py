@@ -23,16 +23,13 @@ to ``--out``; a count per row and set is printed.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 
-from instance_rows import ROOT, row_bundles, write_table
-from vertebra.experiments import get_scale
+from instance_rows import row_bundles, rows_and_sets, scan_sets, write_table
 from vertebra.instance.evaluation import evaluate_case
 from vertebra.instance.traversal import Traversal
 from vertebra.io import read_verse_case
-from vertebra.phantom import cohort
 
 DEFAULT_ROWS = "instance-fix-context-ordering,instance-fix-edge-context-ordering"
 DEFAULT_SETS = "ctc_test:0:0:40,ctc_test:1:0:30,pseudo:0:14:74"
@@ -54,30 +51,12 @@ class SearchCounter:
         Traversal.judge_peak = judge_peak
 
 
-def scan_sets(spec: str, scale: str) -> list[tuple[str, list]]:
-    spacing = get_scale(scale).phantom_spacing_mm
-    sizes = get_scale(scale).cohort_sizes
-    out = []
-    for item in [s for s in spec.split(",") if s]:
-        name, seed, first, stop = item.split(":")
-        # the whole cohort, as the rows draw it (a cohort's mix of sites depends on its size)
-        folders = cohort(name, spacing_mm=spacing, n=max(int(stop), sizes.get(name, 0)), seed=int(seed),
-                         progress=False)
-        out.append((item, list(folders)[int(first):int(stop)]))
-    return out
-
-
 def _short(record: dict) -> dict:
     return {k: record[k] for k in ("l1_correct", "n_found", "dice", "id_rate")}
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default=DEFAULT_ROWS)
-    parser.add_argument("--sets", default=DEFAULT_SETS)
-    parser.add_argument("--scale", default="quick")
-    parser.add_argument("--out", default=str(ROOT / "results" / "instance_first_box_search.csv"))
-    args = parser.parse_args(argv)
+    args = rows_and_sets(__doc__, DEFAULT_ROWS, DEFAULT_SETS, "instance_first_box_search.csv", argv)
     counter = SearchCounter()
     sets = scan_sets(args.sets, args.scale)
     records, counts = [], []

@@ -12,13 +12,12 @@ scored as the rows score the test scans (`evaluation.score_labelling`). The floo
 walk, so any difference is the floor's: through the masks, and through the pieces' centroids where
 fix (d)'s context network reads their levels.
 
-A scan set is ``cohort:seed:first:stop`` as in `instance_first_box_search.py`; the default,
+A scan set is ``cohort:seed:first:stop`` as in `instance_rows.scan_sets`; the default,
 ``pseudo:0:14:74``, is the 60 `pseudo` scans that no instance network, context network or tuning used.
 One row per (row, scan) goes to ``--out``; a summary per row and set is printed.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -26,8 +25,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from instance_first_box_search import scan_sets
-from instance_rows import ROOT, row_bundles, write_table
+from instance_rows import row_bundles, rows_and_sets, scan_sets, write_table
 from vertebra.instance.evaluation import score_labelling
 from vertebra.instance.pipeline import context_judge, label_walk, walk_spine
 from vertebra.instance.scan import prepare_scan
@@ -57,12 +55,7 @@ def label_twice(bundle, case) -> tuple[dict, dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default=DEFAULT_ROWS)
-    parser.add_argument("--sets", default=DEFAULT_SETS)
-    parser.add_argument("--scale", default="quick")
-    parser.add_argument("--out", default=str(ROOT / "results" / "instance_floor_check.csv"))
-    args = parser.parse_args(argv)
+    args = rows_and_sets(__doc__, DEFAULT_ROWS, DEFAULT_SETS, "instance_floor_check.csv", argv)
     sets = scan_sets(args.sets, args.scale)
     records = []
     for row, bundle in row_bundles(args.rows):

@@ -1,17 +1,21 @@
 """What the instance diagnostics scripts share: the rows' trained bundles, and the per-pass table out.
 
-Imported by `instance_memory_probe.py` and `instance_walk_quality.py` (run as ``python scripts/...``,
+Imported by `instance_memory_probe.py`, `instance_walk_quality.py`, `instance_first_box_search.py` and
+`instance_floor_check.py` (run as ``python scripts/...``,
 so this folder is on the import path).
 """
 from __future__ import annotations
 
+import argparse
 import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
+from vertebra.experiments import get_scale
 from vertebra.instance.weights import InstanceBundle, load_bundle
+from vertebra.phantom import cohort
 from vertebra.results import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,3 +37,29 @@ def write_table(records: list[dict], out: str | Path) -> pd.DataFrame:
     table.to_csv(buffer, index=False, float_format="%.4g")
     write_text_atomic(out, buffer.getvalue())
     return table
+
+
+def rows_and_sets(doc: str, rows: str, sets: str, out: str, argv=None) -> argparse.Namespace:
+    """The command line of a script that runs rows' bundles over scan sets: ``--rows``, ``--sets``
+    (`scan_sets`), ``--scale`` and ``--out`` (a file name under ``results/``)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rows", default=rows)
+    parser.add_argument("--sets", default=sets)
+    parser.add_argument("--scale", default="quick")
+    parser.add_argument("--out", default=str(ROOT / "results" / out))
+    return parser.parse_args(argv)
+
+
+def scan_sets(spec: str, scale: str) -> list[tuple[str, list]]:
+    """[(item, case folders)] for each comma-separated ``cohort:seed:first:stop`` of ``spec``: scans
+    ``first`` to ``stop - 1`` of that cohort drawn with that seed."""
+    spacing = get_scale(scale).phantom_spacing_mm
+    sizes = get_scale(scale).cohort_sizes
+    out = []
+    for item in [s for s in spec.split(",") if s]:
+        name, seed, first, stop = item.split(":")
+        # the whole cohort, as the rows draw it (a cohort's mix of sites depends on its size)
+        folders = cohort(name, spacing_mm=spacing, n=max(int(stop), sizes.get(name, 0)), seed=int(seed),
+                         progress=False)
+        out.append((item, list(folders)[int(first):int(stop)]))
+    return out
