@@ -42,28 +42,33 @@ OUT = ROOT / "results" / "instance_seed_study"
 TABLE = ROOT / "results" / "instance_seed_study.csv"
 #: the two best rows of the committed run, which differ only in fix (b)'s training patches
 ROWS = ("instance-fix-context-ordering", "instance-fix-edge-context-ordering")
+#: what a run keeps in ``results/`` (its weights stay in the cache; `export` copies them)
+RESULT_FILES = ("metrics.json", "per_case.csv", "params.json", "provenance.json")
 
 
-def run(row: str, seed: int, scale_name: str = "quick") -> Path:
+def run(row: str, seed: int, scale_name: str = "quick", iterations: int | None = None, out: Path = OUT,
+        files: tuple[str, ...] = RESULT_FILES) -> Path:
+    """Train and evaluate ``row`` with training seed ``seed`` (and ``iterations`` steps instead of the
+    scale's, when given) on the seed-0 cohorts; ``files`` of the run go to ``out/<name>/``."""
     from vertebra.instance.run import run_row
     from vertebra.phantom import cohort
 
-    name = f"{row}-seed{seed}"
-    copy = OUT / name
+    name = f"{row}-seed{seed}" + (f"-steps{iterations}" if iterations else "")
+    copy = out / name
     if (copy / "metrics.json").is_file():
         print(f"{name}: done before, skipped")
         return copy
     scale = get_scale(scale_name)
     data = {kind: cohort(kind, spacing_mm=scale.phantom_spacing_mm, n=scale.cohort_sizes[kind], seed=0)
             for kind in ("instance", "ctc_test", "hand")}
-    params = {**get_row(row).params, "scale": scale_name, "seed": seed, "run_id": name}
+    params = {**get_row(row).params, "scale": scale_name, "seed": seed, "run_id": name, "iterations": iterations}
     work = cache_dir() / "instance-seed-study" / name
     run_row(params, work, train_cases=data["instance"], test_cases=data["ctc_test"],
             context_cases=data["hand"], table2_path=None)
     tmp = copy.with_name(copy.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for f in ("metrics.json", "per_case.csv", "params.json", "provenance.json"):
+    for f in files:
         shutil.copy2(work / f, tmp / f)
     shutil.rmtree(copy, ignore_errors=True)
     tmp.rename(copy)
