@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from instance_rows import row_bundles, rows_and_sets, scan_sets, write_table
 from vertebra.instance.evaluation import score_labelling
-from vertebra.instance.pipeline import context_judge, label_walk, walk_spine
-from vertebra.instance.scan import prepare_scan
+from vertebra.instance.pipeline import label_walk, walk_scan
 from vertebra.io import read_verse_case
 
 DEFAULT_ROWS = "instance-fix-context-ordering,instance-fix-edge-context-ordering"
@@ -38,20 +36,9 @@ SCORES = ("l1_correct", "n_found", "dice", "dice_complete", "match_dice_complete
 
 def label_twice(bundle, case) -> tuple[dict, dict]:
     """One walk of ``case`` labelled with no floor and with the bundle's floor: the two score records."""
-    started = time.perf_counter()
-    prepared = prepare_scan(case.image, spacing_mm=bundle.spacing_mm)
-    context_scan = on_spine = None
-    if bundle.context is not None:
-        context_scan = bundle.context.prepare(case.image)
-        on_spine = context_judge(bundle.context, context_scan, prepared)
-    runs, instances, evidence = walk_spine(bundle.models, prepared, bundle.traversal, on_spine)
-    records = []
-    for floor in (None, bundle.mask_floor_hu):
-        variant = dataclasses.replace(bundle, mask_floor_hu=floor)
-        result = label_walk(variant, case.image, prepared, runs, instances, evidence, started=started,
-                            context_scan=context_scan)
-        records.append(score_labelling(case, result))
-    return records[0], records[1]
+    walk = walk_scan(bundle, case.image)
+    return tuple(score_labelling(case, label_walk(dataclasses.replace(bundle, mask_floor_hu=floor), case.image, walk))
+                 for floor in (None, bundle.mask_floor_hu))
 
 
 def main(argv=None) -> int:

@@ -63,16 +63,18 @@ def test_any_table_gives_a_valid_consecutive_labelling(levels, allow_l6):
 
 from itertools import combinations_with_replacement  # noqa: E402
 
-from vertebra.instance.ordering import OrderingConfig, most_likely_monotone_labelling  # noqa: E402
+from vertebra.instance.ordering import (LUMBARISATION_LOG_PRIOR, OrderingConfig,  # noqa: E402
+                                        most_likely_monotone_labelling)
 
 
-def _brute_force(levels, sigma, skip, split, top):
+def _brute_force(levels, sigma, skip, split, top, l6=0.0):
     """The best non-decreasing labelling by enumeration (tiny cases only)."""
     table = level_log_likelihood(levels, sigma, top)
     best, arg = -np.inf, None
     for labels in combinations_with_replacement(range(1, top + 1), len(levels)):
         score = sum(table[i, v - 1] for i, v in enumerate(labels))
         score += sum(split if b == a else skip * (b - a - 1) for a, b in zip(labels, labels[1:]))
+        score += l6 if 25 in labels else 0.0
         if score > best + 1e-12:
             best, arg = score, labels
     return best, arg
@@ -121,11 +123,11 @@ def _brute_force_masked(table, skip=-1.0, split=-1.0):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(min_value=-5, max_value=30, allow_nan=False), min_size=1, max_size=4),
        st.floats(min_value=0.3, max_value=3.0), st.floats(min_value=-4, max_value=0),
-       st.floats(min_value=-4, max_value=0))
-def test_monotone_labelling_is_the_best_non_decreasing_one(levels, sigma, skip, split):
-    o = most_likely_monotone_labelling(levels, sigma, skip, split)
+       st.floats(min_value=-4, max_value=0), st.floats(min_value=-4, max_value=0))
+def test_monotone_labelling_is_the_best_non_decreasing_one(levels, sigma, skip, split, l6):
+    o = most_likely_monotone_labelling(levels, sigma, skip, split, l6_log_prior=l6)
     assert list(o.levels) == sorted(o.levels) and all(1 <= v <= 25 for v in o.levels)
-    best, _ = _brute_force(levels, sigma, skip, split, 25)
+    best, _ = _brute_force(levels, sigma, skip, split, 25, l6)
     assert o.log_likelihood == pytest.approx(best, abs=1e-9)
     assert o.confidence >= 0 and 0 < o.posterior <= 1 + 1e-12
 
@@ -138,3 +140,21 @@ def test_ordering_config_chooses_the_rule_and_rejects_nonsense():
         OrderingConfig("greedy")
     with pytest.raises(ValueError, match="log-priors"):
         OrderingConfig("monotone", skip_log_prior=1.0)
+
+
+def test_the_l6_prior_keeps_a_spine_whose_levels_read_half_a_level_low_from_gaining_an_l6():
+    # T11..L5 read about half a level too far down the spine: without a prior the labelling ending on L6
+    # is as likely as the true one, and every label shifts up by one (L1 lands on T12)
+    levels = [18.2, 19.4, 20.6, 21.65, 22.55, 23.8, 24.35]
+    for rule in ("consecutive", "monotone"):
+        plain = OrderingConfig(rule, sigma=1.0).order(levels)
+        prior = OrderingConfig(rule, sigma=1.0, l6_log_prior=LUMBARISATION_LOG_PRIOR).order(levels)
+        assert plain.levels[-1] == 25 and prior.levels == tuple(range(18, 25)), rule
+    # a clear L6 keeps it: the prior is one small cost, paid once however many pieces share the level
+    clear = [20.0, 21.0, 22.0, 23.0, 24.0, 25.0, 25.1]
+    o = most_likely_monotone_labelling(clear, sigma=1.0, l6_log_prior=-0.5)
+    assert o.levels == (20, 21, 22, 23, 24, 25, 25)
+    assert o.log_likelihood == pytest.approx(
+        most_likely_monotone_labelling(clear, sigma=1.0).log_likelihood - 0.5)
+    with pytest.raises(ValueError, match="log-priors"):
+        OrderingConfig("monotone", l6_log_prior=0.5)

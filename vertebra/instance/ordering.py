@@ -13,7 +13,8 @@ levels up by one; L6 is level 25), so an ordering is fixed by its first level s,
 s = 1 .. MAX_LEVEL − N + 1: O(N · 25), no dynamic programme needed. Two consequences worth stating:
 
 * with ``allow_l6=False`` the last level is 24 (the paper's 24 labels); with ``True`` (default) level 25
-  (L6) is allowed, optionally penalised by ``l6_log_prior`` (e.g. log 0.06, the lumbarisation rate);
+  (L6) is allowed, optionally penalised by ``l6_log_prior`` (``LUMBARISATION_LOG_PRIOR``, log 0.06:
+  the lumbarisation rate), in both rules;
 * T13 cannot be told from T12 by the levels alone (both orderings give the same likelihood); the label
   names follow the standard count unless the caller says the spine has a T13.
 
@@ -46,6 +47,8 @@ from .levels import LAST_STANDARD_LEVEL, MAX_LEVEL, label_to_level, level_to_lab
 
 #: the aligned level of L1 (`vertebra.instance.levels`: L1 = 20)
 L1_LEVEL = label_to_level(L1)
+#: log of the lumbarisation rate (6 % of spines have an L6; the paper's introduction, and the phantom's)
+LUMBARISATION_LOG_PRIOR = float(np.log(0.06))
 
 
 @dataclass(frozen=True)
@@ -75,11 +78,14 @@ class OrderingConfig:
     skip_log_prior: float = -1.0
     #: log-prior (≤ 0) of a piece that shares its level with the piece above (monotone rule)
     split_log_prior: float = -1.0
+    #: log-prior (≤ 0) of a labelling that uses L6 (level 25), once per labelling: 0 = none (the paper);
+    #: ``LUMBARISATION_LOG_PRIOR`` = log 0.06, the lumbarisation rate
+    l6_log_prior: float = 0.0
 
     def __post_init__(self):
         if self.rule not in ("consecutive", "monotone"):
             raise ValueError(f"ordering rule must be 'consecutive' or 'monotone', got {self.rule!r}")
-        if self.sigma <= 0 or self.skip_log_prior > 0 or self.split_log_prior > 0:
+        if self.sigma <= 0 or self.skip_log_prior > 0 or self.split_log_prior > 0 or self.l6_log_prior > 0:
             raise ValueError("sigma must be > 0 and the log-priors <= 0")
 
     def to_dict(self) -> dict:
@@ -89,8 +95,9 @@ class OrderingConfig:
         """The labelling of the pieces (top to bottom) under this rule."""
         if self.rule == "monotone":
             return most_likely_monotone_labelling(predicted_levels, self.sigma, self.skip_log_prior,
-                                                  self.split_log_prior, weights=weights)
-        return most_likely_ordering(predicted_levels, self.sigma, weights=weights)
+                                                  self.split_log_prior, l6_log_prior=self.l6_log_prior,
+                                                  weights=weights)
+        return most_likely_ordering(predicted_levels, self.sigma, l6_log_prior=self.l6_log_prior, weights=weights)
 
 
 def level_log_likelihood(predicted_levels, sigma: float = 2.0, max_level: int = MAX_LEVEL) -> np.ndarray:
@@ -148,17 +155,23 @@ def most_likely_ordering(predicted_levels, sigma: float = 2.0, allow_l6: bool = 
     return Ordering(levels, labels, float(scores[best]), margin, posterior)
 
 
-def _monotone_transitions(top: int, skip_log_prior: float, split_log_prior: float) -> np.ndarray:
-    """(top, top) log-prior of going from level p (row) to level j (column) between two pieces."""
+def _monotone_transitions(top: int, skip_log_prior: float, split_log_prior: float,
+                          l6_log_prior: float = 0.0) -> np.ndarray:
+    """(top, top) log-prior of going from level p (row) to level j (column) between two pieces; the
+    step onto L6 (level 25) from above it pays ``l6_log_prior``."""
     p, j = np.meshgrid(np.arange(top), np.arange(top), indexing="ij")
-    return np.where(j == p, split_log_prior, np.where(j > p, skip_log_prior * (j - p - 1), -np.inf))
+    step = np.where(j == p, split_log_prior, np.where(j > p, skip_log_prior * (j - p - 1), -np.inf))
+    if top >= MAX_LEVEL:
+        step[:MAX_LEVEL - 1, MAX_LEVEL - 1] += l6_log_prior
+    return step
 
 
 def most_likely_monotone_labelling(predicted_levels, sigma: float = 1.0, skip_log_prior: float = -1.0,
                                    split_log_prior: float = -1.0, allow_l6: bool = True,
-                                   has_t13: bool = False, weights=None) -> Ordering:
+                                   has_t13: bool = False, weights=None, l6_log_prior: float = 0.0) -> Ordering:
     """Fix (e): the non-decreasing labelling (top to bottom) that maximises Σ log l_i,v_i + the log-priors
-    of the levels it skips and shares (module docstring). Pieces with the same level are one vertebra.
+    of the levels it skips and shares (module docstring) + ``l6_log_prior`` once if it uses L6. Pieces
+    with the same level are one vertebra.
 
     ``confidence`` is the log-likelihood margin of the L1 decision: over the best labelling in which the
     piece(s) labelled L1 are not L1, or, when no piece is labelled L1, over the best that names one L1;
@@ -168,7 +181,9 @@ def most_likely_monotone_labelling(predicted_levels, sigma: float = 1.0, skip_lo
     if n == 0:
         return Ordering((), (), 0.0, float("inf"), 1.0)
     table = _weighted_table(predicted_levels, sigma, top, weights)
-    step = _monotone_transitions(top, skip_log_prior, split_log_prior)
+    step = _monotone_transitions(top, skip_log_prior, split_log_prior, l6_log_prior)
+    if top >= MAX_LEVEL:
+        table[0, MAX_LEVEL - 1] += l6_log_prior          # a labelling that starts on L6 uses it too
 
     def viterbi(emission):
         score, back = emission[0].copy(), np.zeros((n, top), int)

@@ -237,32 +237,49 @@ def walk_spine(models: dict, prepared: PreparedScan, traversal,
     return list(runs.values()), instances, evidence
 
 
-def label_walk(bundle: InstanceBundle, image: Volume, prepared: PreparedScan, runs: list[TraversalResult],
-               instances: np.ndarray, evidence: list[dict], map_back: bool = True,
-               started: float | None = None, context_scan: PreparedScan | None = None) -> SpineLabelling:
-    """Label the pieces of a walk (`walk_spine`) with the bundle's context network and ordering rule."""
-    started = time.perf_counter() if started is None else started
-    if bundle.mask_floor_hu is not None:
-        instances = restrict_to_bone(instances, prepared.image_hu, bundle.mask_floor_hu)
-    if bundle.context is not None:
-        instances, evidence = apply_context(bundle, image, prepared, instances, evidence, context_scan)
-    labels, entries, ordering = _relabel(instances, evidence, prepared, bundle.ordering)
-    l1_conf = {"log_likelihood_margin": round(ordering.confidence, 3) if np.isfinite(ordering.confidence) else None,
-               "posterior": round(ordering.posterior, 4)}
-    for e in entries:
-        e["confidence"] = l1_conf if e["label"] == L1 else None
-    mask = back_to_input(labels, prepared, image) if map_back else None
-    return SpineLabelling(prepared, labels, mask, entries, ordering, runs, time.perf_counter() - started)
+@dataclass
+class SpineWalk:
+    """A scan walked by a bundle's model(s), before its pieces are cut, judged and labelled
+    (`walk_scan`; `label_walk` labels it, once or with several bundles that share the walk)."""
+
+    prepared: PreparedScan
+    runs: list[TraversalResult]
+    instances: np.ndarray                 # (z, y, x) piece ids on the prepared grid, 0 = none
+    evidence: list[dict]                  # per piece (id − 1): levels, completeness
+    context_scan: PreparedScan | None     # the scan on the context network's grid (fix (d)), else None
+    started: float                        # `time.perf_counter()` when the walk began
 
 
-def label_spine(bundle: InstanceBundle, image: Volume, map_back: bool = True) -> SpineLabelling:
-    """Label every vertebra of ``image`` (any orientation; HU) with the bundle's model(s)."""
-    t0 = time.perf_counter()
+def walk_scan(bundle: InstanceBundle, image: Volume) -> SpineWalk:
+    """Prepare ``image`` (any orientation; HU) and walk it with the bundle's model(s); with a context
+    network (fix (d)) the walk starts where that network sees a vertebra (`context_judge`)."""
+    started = time.perf_counter()
     prepared = prepare_scan(image, spacing_mm=bundle.spacing_mm)
     context_scan, on_spine = None, None
     if bundle.context is not None:                      # fix (d): prepared once, for the first box and the levels
         context_scan = bundle.context.prepare(image)
         on_spine = context_judge(bundle.context, context_scan, prepared)
     runs, instances, evidence = walk_spine(bundle.models, prepared, bundle.traversal, on_spine)
-    return label_walk(bundle, image, prepared, runs, instances, evidence, map_back, started=t0,
-                      context_scan=context_scan)
+    return SpineWalk(prepared, runs, instances, evidence, context_scan, started)
+
+
+def label_walk(bundle: InstanceBundle, image: Volume, walk: SpineWalk, map_back: bool = True) -> SpineLabelling:
+    """Label the pieces of a walk (`walk_scan`) with the bundle's density floor, context network and
+    ordering rule; ``map_back``: also the labelled mask on ``image``'s grid."""
+    prepared, instances, evidence = walk.prepared, walk.instances, walk.evidence
+    if bundle.mask_floor_hu is not None:
+        instances = restrict_to_bone(instances, prepared.image_hu, bundle.mask_floor_hu)
+    if bundle.context is not None:
+        instances, evidence = apply_context(bundle, image, prepared, instances, evidence, walk.context_scan)
+    labels, entries, ordering = _relabel(instances, evidence, prepared, bundle.ordering)
+    l1_conf = {"log_likelihood_margin": round(ordering.confidence, 3) if np.isfinite(ordering.confidence) else None,
+               "posterior": round(ordering.posterior, 4)}
+    for e in entries:
+        e["confidence"] = l1_conf if e["label"] == L1 else None
+    mask = back_to_input(labels, prepared, image) if map_back else None
+    return SpineLabelling(prepared, labels, mask, entries, ordering, walk.runs, time.perf_counter() - walk.started)
+
+
+def label_spine(bundle: InstanceBundle, image: Volume, map_back: bool = True) -> SpineLabelling:
+    """Label every vertebra of ``image`` (any orientation; HU) with the bundle's model(s)."""
+    return label_walk(bundle, image, walk_scan(bundle, image), map_back)
