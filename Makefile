@@ -34,7 +34,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 reproduce: $(STAMP)
-	$(PY) -m vertebra.cli reproduce --scale $(SCALE) --rows $(ROWS) $(if $(JOBS),--jobs $(JOBS)) $(if $(FORCE),--force)
+	$(PY) -m vertebra.cli reproduce --scale $(SCALE) --rows $(ROWS) $(if $(JOBS),--jobs $(JOBS)) $(if $(FORCE),--force) $(if $(DRY_RUN),--dry-run)
 
 book: $(STAMP)
 	$(PY) -m vertebra.cli book

@@ -133,6 +133,54 @@ def test_summary_fingerprint_follows_result_files(workspace):
     assert reproduce.fingerprint(row, "source", workspace) == reproduce.fingerprint(row, "source", workspace)
 
 
+def test_fingerprint_hashes_only_the_package_modules_the_notebook_imports(workspace, tmp_path, monkeypatch):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("import json\n\ndef f():\n    from .sub import b  # a lazy, relative import\n")
+    (pkg / "sub" / "b.py").write_text("from ..c import g\n")
+    (pkg / "c.py").write_text("g = 1\n")
+    (pkg / "unused.py").write_text("x = 1\n")
+    monkeypatch.setattr(reproduce, "PACKAGE_DIR", pkg)
+    source = "# %%\nfrom pkg.a import f\n"
+    files = reproduce.imported_package_files(source)
+    assert [f.relative_to(pkg).as_posix() for f in files] == ["__init__.py", "a.py", "c.py", "sub/__init__.py",
+                                                             "sub/b.py"]
+    run = NotebookRun("fake", {"scale": "smoke"}, run_id="x")
+    before = reproduce.fingerprint(run, source, workspace)
+    (pkg / "unused.py").write_text("x = 2\n")               # not imported: the row stays current
+    assert reproduce.fingerprint(run, source, workspace) == before
+    (pkg / "c.py").write_text("g = 2\n")                    # imported through two modules: stale
+    assert reproduce.fingerprint(run, source, workspace) != before
+    # a notebook that does not parse is conservatively tied to every file
+    assert len(reproduce.imported_package_files("def broken(:\n")) == 6
+
+
+def test_the_direct_rows_do_not_run_the_instance_code():
+    source = (reproduce.REPO_ROOT / "notebooks" / "03_direct_l1.py").read_text(encoding="utf-8")
+    files = {f.relative_to(reproduce.PACKAGE_DIR).as_posix() for f in reproduce.imported_package_files(source)}
+    assert {"__init__.py", "direct.py", "train.py", "models/unet.py"} <= files
+    assert not any(f.startswith("instance/") for f in files)
+    instance = (reproduce.REPO_ROOT / "notebooks" / "04_instance.py").read_text(encoding="utf-8")
+    assert "instance/traversal.py" in {f.relative_to(reproduce.PACKAGE_DIR).as_posix()
+                                       for f in reproduce.imported_package_files(instance)}
+
+
+def test_dry_run_says_what_would_run_and_why(workspace, monkeypatch):
+    run = NotebookRun("fake", {"scale": "smoke", "seed": 0, "value": 3}, run_id="x")
+    monkeypatch.setattr(reproduce, "plan", lambda rows, scale, seed: [run])
+    assert reproduce.stale_runs(ws=workspace) == [{"name": "fake-x", "why": "never run"}]
+    assert execute(run, workspace)["status"] == "ok"
+    assert reproduce.stale_runs(ws=workspace) == [{"name": "fake-x", "why": None}]
+    (workspace.executed_dir / "fake-x.ipynb").unlink()
+    assert reproduce.stale_runs(ws=workspace)[0]["why"] == "executed notebook missing"
+    assert execute(run, workspace)["status"] == "ok"
+    (workspace.root / "notebooks" / "fake.py").write_text(FAKE.replace("value * 2", "value * 4"))
+    assert "changed" in reproduce.stale_runs(ws=workspace)[0]["why"]
+    assert (workspace.results_dir / "value.txt").read_text() == "6"   # the dry run ran nothing
+
+
 def test_summary_table_lists_each_run():
     text = reproduce.summary_table([{"name": "a", "status": "ok", "wall_time_s": 1.25, "l1_acc_test": 0.5},
                                     {"name": "b", "status": "missing"}])

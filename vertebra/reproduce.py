@@ -5,9 +5,11 @@ The plan, in order: `01_synthetic_cohort`, `02_pseudomasks`, `03_direct_l1` once
 that read what the rows wrote: `05_ctc_evaluation`, `06_figure2`, `07_figure3`, `08_table2`, and
 `09_real_ct` (which shows its committed results, and recomputes nothing, when the real CT is not fetched).
 
-Each run has a *fingerprint*: a hash of the notebook source, its parameters and every source file of
-the `vertebra` package (for the summary pages also of the result files they read). A run whose
-fingerprint matches its record and whose executed notebook exists is skipped. The executed notebook
+Each run has a *fingerprint*: a hash of the notebook source, its parameters and the source files of
+the `vertebra` package that the notebook imports, directly or through other modules
+(`imported_package_files`; for the summary pages also of the result files they read). A change to
+`vertebra.instance` thus leaves the direct rows' fingerprints alone. A run whose fingerprint matches
+its record and whose executed notebook exists is skipped. The executed notebook
 is written to a temporary name and renamed, then the record (provenance, fingerprint, status) is
 written the same way, so a run that is killed leaves the last finished state and the next call runs
 only what is missing.
@@ -139,13 +141,64 @@ def _hash_files(digest, files, relative_to: Path) -> None:
         digest.update(str(path.relative_to(relative_to)).encode() + b"\0" + path.read_bytes() + b"\0")
 
 
+def _module_file(name: str, package_dir: Path) -> Path | None:
+    """The source file of module `name` (dotted, starting with the package's name) or None."""
+    parts = name.split(".")
+    if parts[0] != package_dir.name:
+        return None
+    path = package_dir.joinpath(*parts[1:])
+    for candidate in (path / "__init__.py", path.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_names(source: str, module: str = "", is_package: bool = False) -> set[str]:
+    """Every dotted name that `source` imports, anywhere in it (functions' lazy imports included);
+    `from a import b` yields both `a` and `a.b`, since `b` may be a submodule."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:                                   # relative: resolve against `module`
+                parent = module.split(".") if is_package else module.split(".")[:-1]
+                parent = parent[:len(parent) - (node.level - 1)]
+                base = ".".join(parent + ([node.module] if node.module else []))
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def imported_package_files(source: str, package_dir: Path | None = None) -> list[Path]:
+    """The package's source files a notebook runs: the modules it imports and, transitively, theirs,
+    with the `__init__.py` of every package on the way. A source that does not parse gets every file."""
+    package_dir = package_dir or PACKAGE_DIR
+    try:
+        todo = list(_imported_names(source))
+    except SyntaxError:
+        return sorted(package_dir.rglob("*.py"))
+    found: dict[str, Path] = {}
+    while todo:
+        parts = todo.pop().split(".")
+        for i in range(1, len(parts) + 1):                  # importing a.b.c runs a, a.b and a.b.c
+            name = ".".join(parts[:i])
+            path = _module_file(name, package_dir)
+            if path is None or name in found:
+                continue
+            found[name] = path
+            todo.extend(_imported_names(path.read_text(encoding="utf-8"), name, path.name == "__init__.py"))
+    return sorted(set(found.values()))
+
+
 def fingerprint(run: NotebookRun, source: str, ws: Workspace, threads: int = 1) -> str:
     """sha256 of the notebook source, its parameters, the kernel's thread count, the package sources
-    (and, for the summary pages, their inputs)."""
+    it imports (and, for the summary pages, their inputs)."""
     digest = hashlib.sha256(source.encode())
     digest.update(json.dumps(run.parameters, sort_keys=True, default=str).encode())
     digest.update(f"threads={threads}".encode())
-    _hash_files(digest, sorted(PACKAGE_DIR.rglob("*.py")), PACKAGE_DIR)
+    _hash_files(digest, imported_package_files(source), PACKAGE_DIR)
     if run.is_summary:
         inputs = sorted({p for g in SUMMARY_INPUT_GLOBS for p in ws.results_dir.glob(g) if p.is_file()})
         _hash_files(digest, inputs, ws.results_dir)
@@ -196,6 +249,36 @@ def _read_record(path: Path) -> dict | None:
         return None
 
 
+def why_stale(record: dict | None, fp: str, executed: Path) -> str | None:
+    """Why a run must run again, or None when its record is current."""
+    if not record:
+        return "never run"
+    if record.get("status") != "ok":
+        return f"last run {record.get('status')}"
+    if record.get("fingerprint") != fp:
+        return "notebook, parameters, imported code or inputs changed"
+    if not executed.exists():
+        return "executed notebook missing"
+    return None
+
+
+def stale_runs(rows: str = "all", scale: str = "quick", seed: int = 0, *, ws: Workspace | None = None,
+               threads: int = 1) -> list[dict]:
+    """What `reproduce` would run now, without running it: each run's name and `why` (None: current).
+    The summary pages are judged against the results as they are, before any row runs again."""
+    ws = ws or Workspace.for_scale(scale)
+    report = []
+    for run in plan(rows, scale, seed):
+        src = ws.root / "notebooks" / f"{run.notebook}.py"
+        if not src.exists():
+            report.append({"name": run.name, "why": "notebook missing"})
+            continue
+        fp = fingerprint(run, src.read_text(encoding="utf-8"), ws, threads)
+        report.append({"name": run.name, "why": why_stale(_read_record(ws.records_dir / f"{run.name}.json"), fp,
+                                                          ws.executed_dir / f"{run.name}.ipynb")})
+    return report
+
+
 def execute(run: NotebookRun, ws: Workspace, *, force: bool = False,
             notebooks_dir: Path | None = None, jobs: int = 1, threads: int = 1) -> dict:
     """Run one notebook unless its fingerprint is unchanged; return its record (with a `status`).
@@ -221,7 +304,7 @@ def execute(run: NotebookRun, ws: Workspace, *, force: bool = False,
         params["jobs"] = int(jobs)
     fp = fingerprint(run, source, ws, threads)
     old = _read_record(record_path)
-    if not force and old and old.get("fingerprint") == fp and old.get("status") == "ok" and out.exists():
+    if not force and why_stale(old, fp, out) is None:
         return {**old, "status": "skipped"}
 
     ws.executed_dir.mkdir(parents=True, exist_ok=True)
@@ -397,6 +480,8 @@ def cli_reproduce_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="re-run even when nothing changed")
     parser.add_argument("--no-book", action="store_true", help="do not build the book at the end")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list which runs are current and which would run, and why; run nothing")
     parser.add_argument("--jobs", type=int, default=None,
                         help="rows run at once, and worker processes of the data notebooks "
                              "(default: the number of cores)")
@@ -406,6 +491,13 @@ def cli_reproduce_arguments(parser) -> None:
 
 
 def cli_reproduce(args) -> int:
+    if getattr(args, "dry_run", False):
+        report = stale_runs(args.rows, args.scale, args.seed, threads=args.threads)
+        for entry in report:
+            why = "would run" if args.force else entry["why"]
+            print(f"{entry['name']:<50} {'current' if why is None else why}")
+        print(f"{sum(e['why'] is not None or args.force for e in report)} of {len(report)} runs would run")
+        return 0
     started = time.time()
     records = reproduce(args.rows, args.scale, args.seed, force=args.force, book=not args.no_book,
                         jobs=args.jobs, threads=args.threads)
