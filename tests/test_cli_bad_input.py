@@ -198,3 +198,26 @@ def test_label_spine_takes_a_density_floor_or_none_and_rejects_anything_else(cor
                          "--mask-floor-hu", "bone"], capsys)
     assert code == EXIT_BAD_INPUT and "--mask-floor-hu" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_label_spine_adds_the_sacrum_state_to_a_monotone_bundle_unless_told_not_to(corpus, tmp_path, capsys):
+    import dataclasses
+
+    from vertebra.instance.run import MONOTONE_ORDERING
+    from vertebra.instance.weights import load_bundle
+    good = next(e.path for e in corpus if e.kind == "valid case (control)")
+    bundle = load_bundle(tiny_weights(tmp_path / "w")["label-spine"])
+    monotone = dataclasses.replace(bundle, ordering=MONOTONE_ORDERING).save(tmp_path / "monotone.pt")
+    for value, expected in (("-1", -1.0), ("none", None)):
+        out = tmp_path / f"sacrum-{value}"
+        code, err = run_cli(["label-spine", str(good), "--weights", str(monotone), "--out", str(out),
+                             "--sacrum-log-prior", value], capsys)
+        assert code == 0, err
+        rule = json.loads((out / "levels.json").read_text(encoding="utf-8"))["ordering"]["rule"]
+        assert rule["rule"] == "monotone" and rule.get("sacrum_log_prior") == expected
+    for value in ("bone", "0.5"):
+        out = tmp_path / f"sacrum-bad-{value}"
+        code, err = run_cli(["label-spine", str(good), "--weights", str(monotone), "--out", str(out),
+                             "--sacrum-log-prior", value], capsys)
+        assert code == EXIT_BAD_INPUT and "--sacrum-log-prior" in err and len(err.strip().splitlines()) == 1
+        assert not out.exists()
