@@ -25,7 +25,7 @@ import sys
 
 from tqdm.auto import tqdm
 
-from instance_rows import ROOT, row_bundles, scan_sets, write_table
+from instance_rows import ROOT, row_bundles, scan_sets, write_summary, write_table
 from vertebra.experiments import get_scale
 from vertebra.instance.context import ContextModel
 from vertebra.instance.evaluation import score_labelling
@@ -87,10 +87,7 @@ def main(argv=None) -> int:
         on_t12=("shift", lambda v: int((v.astype(str) == "-1").sum())),
         other=("shift", lambda v: int((v.astype(str) == "other").sum())),
         dice=("dice", "mean"), id_rate=("id_rate", "mean")).reset_index()
-    summary_path = str(args.out).replace(".csv", "_summary.csv")
-    write_table(summary.to_dict("records"), summary_path)
-    print(summary.round(3).to_string(index=False))
-    print(f"wrote {args.out} and {summary_path}")
+    write_summary(summary, args.out)
     return 0
 
 

@@ -1,7 +1,7 @@
 """What the instance diagnostics scripts share: the rows' trained bundles, and the per-pass table out.
 
-Imported by `instance_memory_probe.py`, `instance_walk_quality.py`, `instance_first_box_search.py` and
-`instance_floor_check.py` (run as ``python scripts/...``,
+Imported by `instance_memory_probe.py`, `instance_walk_quality.py`, `instance_first_box_search.py`,
+`instance_floor_check.py`, `instance_ordering_ablation.py` and `instance_sacrum.py` (run as ``python scripts/...``,
 so this folder is on the import path).
 """
 from __future__ import annotations
@@ -37,6 +37,16 @@ def write_table(records: list[dict], out: str | Path) -> pd.DataFrame:
     table.to_csv(buffer, index=False, float_format="%.4g")
     write_text_atomic(out, buffer.getvalue())
     return table
+
+
+def write_summary(summary: pd.DataFrame, out: str | Path) -> str:
+    """Write a per-group ``summary`` beside the per-scan table ``out`` (``*_summary.csv``), print it and
+    say where both went; returns the summary's path."""
+    summary_path = str(out).replace(".csv", "_summary.csv")
+    write_table(summary.to_dict("records"), summary_path)
+    print(summary.round(3).to_string(index=False))
+    print(f"wrote {out} and {summary_path}")
+    return summary_path
 
 
 def rows_and_sets(doc: str, rows: str, sets: str, out: str, argv=None) -> argparse.Namespace:

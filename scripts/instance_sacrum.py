@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from instance_rows import ROOT, row_bundles, scan_sets, write_table
+from instance_rows import ROOT, row_bundles, scan_sets, write_summary, write_table
 from vertebra.experiments import get_scale
 from vertebra.instance.evaluation import score_labelling
 from vertebra.instance.pipeline import label_walk, walk_scan
@@ -112,10 +112,7 @@ def main(argv=None) -> int:
         dice=("dice", "mean"), dice_complete=("dice_complete", "mean"), id_rate=("id_rate", "mean"),
         last_called_sacrum=("last_is_sacrum", "sum"),
         vertebra_voxels_in_sacrum=("vertebra_voxels_in_sacrum", "mean")).reset_index()
-    summary_path = str(args.out).replace(".csv", "_summary.csv")
-    write_table(summary.to_dict("records"), summary_path)
-    print(summary.round(3).to_string(index=False))
-    print(f"wrote {args.out} and {summary_path}")
+    write_summary(summary, args.out)
     return 0
 
 

@@ -75,24 +75,24 @@ def cli_label_spine(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mask_floor(value: str | None) -> float | None:
-    """``--mask-floor-hu``: a number of HU, or "none"."""
+def _number_or_none(value: str | None, option: str, what: str) -> float | None:
+    """An option that takes a number or "none" (None); anything else is bad input naming ``option``."""
     if value is None or value.strip().lower() == "none":
         return None
     try:
         return float(value)
     except ValueError:
-        raise InputError(f"--mask-floor-hu must be a number of HU or 'none', got {value!r}") from None
+        raise InputError(f"{option} must be {what} or 'none', got {value!r}") from None
+
+
+def _mask_floor(value: str | None) -> float | None:
+    """``--mask-floor-hu``: a number of HU, or "none"."""
+    return _number_or_none(value, "--mask-floor-hu", "a number of HU")
 
 
 def _sacrum_log_prior(value: str | None) -> float | None:
     """``--sacrum-log-prior``: a log-prior <= 0, or "none"."""
-    if value is None or value.strip().lower() == "none":
-        return None
-    try:
-        prior = float(value)
-    except ValueError:
-        raise InputError(f"--sacrum-log-prior must be a number <= 0 or 'none', got {value!r}") from None
-    if not prior <= 0:
+    prior = _number_or_none(value, "--sacrum-log-prior", "a number <= 0")
+    if prior is not None and not prior <= 0:
         raise InputError(f"--sacrum-log-prior must be <= 0 (a log-probability), got {value!r}")
     return prior
